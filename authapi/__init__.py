@@ -1,0 +1,72 @@
+"""authapi: an authentication API. ``create_app`` wires the parts together."""
+
+import logging
+from pathlib import Path
+
+from flask import Flask
+from sqlalchemy import event
+
+from config import load_config
+
+from . import auth, security, users  # noqa: F401  security registers the JWT callbacks
+from .errors import register_error_handlers
+from .extensions import api, db, jwt, migrate, token_store
+from .http import register_request_hooks
+
+
+def create_app(config_name: str | None = None, environ=None) -> Flask:
+    """Build the app for ``config_name`` (default: ``AUTHAPI_ENV``), reading
+    settings from ``environ`` (default: the process environment).
+
+    Raises config.ConfigError for a configuration the environment refuses.
+    """
+    app = Flask(__name__)
+    app.config.from_object(load_config(config_name, environ))
+    configure_logging(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_request_hooks(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    db.init_app(app)
+    migrate.init_app(app, db, directory=_migrations_directory())
+    jwt.init_app(app)
+    api.init_app(app)
+    token_store.init_app(app)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        with app.app_context():
+            event.listen(db.engine, "connect", _sqlite_pragmas)
+
+
+def register_blueprints(app: Flask) -> None:
+    api.register_blueprint(auth.bp)
+    api.register_blueprint(users.bp)
+
+
+def configure_logging(app: Flask) -> None:
+    level = app.config["LOG_LEVEL"]
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+        root.addHandler(handler)
+    root.setLevel(level)
+    app.logger.setLevel(level)
+
+
+def _sqlite_pragmas(dbapi_connection, connection_record):
+    cursor = dbapi_connection.cursor()
+    # Enforce ON DELETE CASCADE, and let readers and one writer work at once.
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _migrations_directory() -> str:
+    return str(Path(__file__).resolve().parent.parent / "migrations")

@@ -1,0 +1,86 @@
+"""The /auth blueprint: registration, login, tokens and sessions."""
+
+from flask import request
+from flask_jwt_extended import current_user, get_jwt, jwt_required
+
+from .extensions import Blueprint
+from .schemas import (
+    EmptyIn,
+    LoginIn,
+    MessageOut,
+    PasswordChangeIn,
+    RefreshIn,
+    RegisterIn,
+    SessionListOut,
+    TokenPairOut,
+    UserOut,
+)
+from .services import accounts, sessions
+
+bp = Blueprint("auth", __name__, url_prefix="/auth", description="Accounts, tokens and sessions")
+
+
+def client_info() -> dict:
+    return {"user_agent": request.user_agent.string, "ip": request.remote_addr}
+
+
+@bp.post("/register")
+@bp.arguments(RegisterIn)
+@bp.response(201, UserOut)
+def register(data):
+    return accounts.register(**data)
+
+
+@bp.post("/login")
+@bp.arguments(LoginIn, location="json_or_form")
+@bp.response(200, TokenPairOut)
+def login(data):
+    return accounts.login(data["username"], data["password"], **client_info())
+
+
+@bp.post("/refresh")
+@jwt_required(refresh=True, locations=["headers", "json"])
+@bp.arguments(RefreshIn)
+@bp.response(200, TokenPairOut)
+def refresh(data):
+    return sessions.rotate_refresh_token(current_user, get_jwt())
+
+
+@bp.post("/logout")
+@jwt_required()
+@bp.arguments(EmptyIn)
+@bp.response(200, MessageOut)
+def logout(data):
+    sessions.end_session(current_user, get_jwt()["sid"])
+    return {"message": "Logged out."}
+
+
+@bp.post("/logout-all")
+@jwt_required()
+@bp.arguments(EmptyIn)
+@bp.response(200, MessageOut)
+def logout_all(data):
+    sessions.end_all_sessions(current_user)
+    return {"message": "Logged out of every session."}
+
+
+@bp.get("/sessions")
+@jwt_required()
+@bp.response(200, SessionListOut)
+def list_sessions():
+    return {"items": sessions.list_sessions(current_user, get_jwt()["sid"])}
+
+
+@bp.delete("/sessions/<string:session_id>")
+@jwt_required()
+@bp.response(204)
+def delete_session(session_id):
+    sessions.end_session(current_user, session_id)
+
+
+@bp.post("/password/change")
+@jwt_required()
+@bp.arguments(PasswordChangeIn)
+@bp.response(200, TokenPairOut)
+def change_password(data):
+    return accounts.change_password(current_user, **data, **client_info())

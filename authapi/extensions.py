@@ -1,0 +1,29 @@
+"""Extension objects, created unbound and initialised by ``create_app``."""
+
+from flask_jwt_extended import JWTManager
+from flask_migrate import Migrate
+import flask_smorest
+from flask_smorest import Api
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.orm import DeclarativeBase
+
+from .store import TokenStore
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+jwt = JWTManager()
+api = Api()
+token_store = TokenStore()
+
+
+class Blueprint(flask_smorest.Blueprint):
+    # Login takes JSON or an OAuth2 form; the document shows the JSON body.
+    DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
+        **flask_smorest.Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
+        "json_or_form": "application/json",
+    }

@@ -1,0 +1,153 @@
+"""Marshmallow schemas: one In schema per request body, Out schemas for responses.
+
+Unknown fields raise (marshmallow's default), so nobody can give themselves a
+role or a verified address by sending one.
+"""
+
+from email_validator import EmailNotValidError, validate_email
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from .security import PASSWORD_MAX_LENGTH, password_problems
+
+USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
+
+
+class Text(fields.String):
+    """A string without NUL characters, which PostgreSQL cannot store and no
+    legitimate client sends."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in value:
+            raise ValidationError("Must not contain NUL characters.")
+        return value
+
+
+class Email(Text):
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if len(value) > 254:
+            raise ValidationError("Must be at most 254 characters.")
+        try:
+            # Syntax only: no DNS look-up, and ASCII local parts so that the
+            # database's lower() and Python's agree on case-insensitive uniqueness.
+            checked = validate_email(
+                value, check_deliverability=False, allow_smtputf8=False, globally_deliverable=False
+            )
+        except EmailNotValidError:
+            raise ValidationError("Not a valid email address.") from None
+        return checked.normalized
+
+
+def username_field(**kwargs):
+    return Text(
+        validate=validate.Regexp(
+            USERNAME_PATTERN,
+            error="Must be 3 to 32 characters of letters, digits, '_', '.' or '-'.",
+        ),
+        **kwargs,
+    )
+
+
+def password_field(**kwargs):
+    # The policy itself (length, common passwords, username) is checked where
+    # the username and email are known: validates_schema or the service.
+    return Text(**kwargs)
+
+
+def full_name_field(**kwargs):
+    return Text(validate=validate.Length(max=100), allow_none=True, **kwargs)
+
+
+# ---------------------------------------------------------------- requests
+
+
+class RegisterIn(Schema):
+    email = Email(required=True)
+    username = username_field(required=True)
+    password = password_field(required=True)
+    full_name = full_name_field()
+
+    @validates_schema(skip_on_field_errors=False)
+    def check_password(self, data, **kwargs):
+        if "password" in data:
+            problems = password_problems(
+                data["password"], username=data.get("username"), email=data.get("email")
+            )
+            if problems:
+                raise ValidationError(problems, "password")
+
+
+class LoginIn(Schema):
+    username = Text(required=True, validate=validate.Length(min=1, max=254))
+    password = Text(required=True, validate=validate.Length(min=1, max=PASSWORD_MAX_LENGTH))
+    # OAuth2 password grant (RFC 6749 §4.3) form fields.
+    grant_type = Text(validate=validate.OneOf(["password"], error="Only 'password' is supported."))
+    scope = Text(validate=validate.Length(max=1000))
+
+
+class RefreshIn(Schema):
+    # Read by flask-jwt-extended; declared so the body is validated and documented.
+    refresh_token = Text()
+
+
+class EmptyIn(Schema):
+    """For endpoints that take no body: any field sent is unknown."""
+
+
+class PasswordChangeIn(Schema):
+    current_password = Text(required=True, validate=validate.Length(max=PASSWORD_MAX_LENGTH))
+    new_password = password_field(required=True)
+
+
+class ProfilePatchIn(Schema):
+    full_name = full_name_field()
+    username = username_field()
+    email = Email()
+    current_password = Text(validate=validate.Length(max=PASSWORD_MAX_LENGTH))
+
+
+class PasswordConfirmIn(Schema):
+    password = Text(required=True, validate=validate.Length(max=PASSWORD_MAX_LENGTH))
+
+
+# ---------------------------------------------------------------- responses
+
+
+class UserOut(Schema):
+    id = fields.Integer()
+    email = fields.String()
+    username = fields.String()
+    full_name = fields.String(allow_none=True)
+    role = fields.String()
+    is_active = fields.Boolean()
+    is_verified = fields.Boolean()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+    last_login_at = fields.DateTime(allow_none=True)
+
+
+class TokenPairOut(Schema):
+    access_token = fields.String()
+    refresh_token = fields.String()
+    token_type = fields.String()
+    expires_in = fields.Integer()
+    refresh_expires_in = fields.Integer()
+
+
+class SessionOut(Schema):
+    id = fields.String()
+    created_at = fields.DateTime()
+    last_used_at = fields.DateTime()
+    expires_at = fields.DateTime()
+    user_agent = fields.String(allow_none=True)
+    ip = fields.String(allow_none=True)
+    current = fields.Boolean()
+
+
+class SessionListOut(Schema):
+    items = fields.List(fields.Nested(SessionOut))
+
+
+class MessageOut(Schema):
+    message = fields.String()

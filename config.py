@@ -1,0 +1,241 @@
+"""Configuration classes, one per environment, chosen by ``AUTHAPI_ENV``.
+
+Every value comes from the environment (API.md §5). Nothing is read at import
+time: a class reads the environment when it is instantiated by ``create_app``,
+so importing this module never fails, and production checks run in
+``validate()`` where the app factory can report them.
+"""
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or invalid; the message is one line for operators."""
+
+
+def _bool(value: str) -> bool:
+    if value.strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.strip().lower() in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"not a boolean: {value!r}")
+
+
+def _list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def database_url(url: str) -> str:
+    """Map Heroku-style and driverless PostgreSQL URLs to psycopg 3, and make a
+    relative SQLite path relative to the working directory (not Flask-SQLAlchemy's
+    instance folder), creating its directory."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        path = Path(url[len("sqlite:///"):])
+        if not path.is_absolute():
+            path = Path.cwd() / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+    return url
+
+
+class Config:
+    ENV_NAME = "development"
+    LOG_FORMAT_DEFAULT = "text"
+    MAIL_BACKEND_DEFAULT = "console"
+    ARGON2_DEFAULTS = {}  # argon2-cffi's own defaults
+
+    def __init__(self, environ=None):
+        env = os.environ if environ is None else environ
+        get = env.get
+
+        def integer(name, default):
+            raw = get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                return int(raw)
+            except ValueError:
+                raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+        def boolean(name, default):
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                return _bool(raw)
+            except ConfigError:
+                raise ConfigError(f"{name} must be true or false, got {raw!r}") from None
+
+        self.AUTHAPI_ENV = self.ENV_NAME
+        self.SECRET_KEY = get("SECRET_KEY") or None
+        self.JWT_SECRET_KEY = get("JWT_SECRET_KEY") or None
+        self.JWT_ALGORITHM = get("JWT_ALGORITHM", "HS256")
+        self.JWT_ISSUER = get("JWT_ISSUER") or None
+        self.JWT_AUDIENCE = get("JWT_AUDIENCE") or None
+
+        self.DATABASE_URL = get("DATABASE_URL") or None
+        self.REDIS_URL = get("REDIS_URL") or None
+
+        self.ACCESS_TOKEN_TTL = integer("ACCESS_TOKEN_TTL", 900)
+        self.REFRESH_TOKEN_TTL = integer("REFRESH_TOKEN_TTL", 1209600)
+        self.PASSWORD_MIN_LENGTH = integer("PASSWORD_MIN_LENGTH", 12)
+        self.ARGON2_TIME_COST = integer("ARGON2_TIME_COST", self.ARGON2_DEFAULTS.get("time_cost"))
+        self.ARGON2_MEMORY_COST = integer(
+            "ARGON2_MEMORY_COST", self.ARGON2_DEFAULTS.get("memory_cost")
+        )
+        self.ARGON2_PARALLELISM = integer(
+            "ARGON2_PARALLELISM", self.ARGON2_DEFAULTS.get("parallelism")
+        )
+
+        self.RATELIMIT_ENABLED = boolean("RATELIMIT_ENABLED", True)
+        self.RATELIMIT_LOGIN = get("RATELIMIT_LOGIN", "10 per minute")
+        self.RATELIMIT_REGISTER = get("RATELIMIT_REGISTER", "5 per minute")
+        self.RATELIMIT_FORGOT = get("RATELIMIT_FORGOT", "5 per hour")
+        self.RATELIMIT_DEFAULT = get("RATELIMIT_DEFAULT", "300 per minute")
+        self.LOCKOUT_THRESHOLD = integer("LOCKOUT_THRESHOLD", 10)
+        self.LOCKOUT_SECONDS = integer("LOCKOUT_SECONDS", 900)
+
+        self.PROXY_FIX_X_FOR = integer("PROXY_FIX_X_FOR", 0)
+        self.CORS_ORIGINS = _list(get("CORS_ORIGINS", ""))
+        self.TRUSTED_HOSTS = _list(get("TRUSTED_HOSTS", ""))
+        self.REFRESH_TOKEN_COOKIE = boolean("REFRESH_TOKEN_COOKIE", False)
+        self.MAX_CONTENT_LENGTH = integer("MAX_CONTENT_LENGTH", 65536)
+        self.REGISTRATION_OPEN = boolean("REGISTRATION_OPEN", True)
+        self.REQUIRE_VERIFIED_EMAIL = boolean("REQUIRE_VERIFIED_EMAIL", False)
+
+        self.PASSWORD_RESET_URL = get(
+            "PASSWORD_RESET_URL", "http://localhost:8000/reset?token={token}"
+        )
+        self.EMAIL_VERIFY_URL = get("EMAIL_VERIFY_URL", "http://localhost:8000/verify?token={token}")
+        self.PASSWORD_RESET_TTL = integer("PASSWORD_RESET_TTL", 3600)
+        self.EMAIL_VERIFY_TTL = integer("EMAIL_VERIFY_TTL", 86400)
+
+        self.MAIL_BACKEND = get("MAIL_BACKEND", self.MAIL_BACKEND_DEFAULT)
+        self.MAIL_FROM = get("MAIL_FROM", "no-reply@localhost")
+        self.SMTP_HOST = get("SMTP_HOST", "localhost")
+        self.SMTP_PORT = integer("SMTP_PORT", 25)
+        self.SMTP_USERNAME = get("SMTP_USERNAME") or None
+        self.SMTP_PASSWORD = get("SMTP_PASSWORD") or None
+        self.SMTP_STARTTLS = boolean("SMTP_STARTTLS", False)
+        self.SMTP_TIMEOUT = integer("SMTP_TIMEOUT", 10)
+
+        self.LOG_LEVEL = get("LOG_LEVEL", "INFO").upper()
+        self.LOG_FORMAT = get("LOG_FORMAT", self.LOG_FORMAT_DEFAULT)
+
+        self.apply_defaults()
+        self.derive()
+
+    def apply_defaults(self):
+        """Development stand-ins for settings production requires."""
+        if not self.SECRET_KEY:
+            self.SECRET_KEY = secrets.token_urlsafe(32)
+        if not self.JWT_SECRET_KEY:
+            self.JWT_SECRET_KEY = secrets.token_urlsafe(32)
+        if not self.DATABASE_URL:
+            self.DATABASE_URL = "sqlite:///instance/authapi.db"
+
+    def derive(self):
+        """Translate our settings into the names the extensions read."""
+        self.SQLALCHEMY_DATABASE_URI = database_url(self.DATABASE_URL) if self.DATABASE_URL else None
+        self.SQLALCHEMY_ENGINE_OPTIONS = engine_options(self.SQLALCHEMY_DATABASE_URI)
+        self.JWT_ACCESS_TOKEN_EXPIRES = timedelta(seconds=self.ACCESS_TOKEN_TTL)
+        self.JWT_REFRESH_TOKEN_EXPIRES = timedelta(seconds=self.REFRESH_TOKEN_TTL)
+        self.JWT_TOKEN_LOCATION = ["headers"]
+        self.JWT_REFRESH_JSON_KEY = "refresh_token"
+        self.JWT_ENCODE_ISSUER = self.JWT_DECODE_ISSUER = self.JWT_ISSUER
+        self.JWT_ENCODE_AUDIENCE = self.JWT_DECODE_AUDIENCE = self.JWT_AUDIENCE
+        self.JWT_DECODE_LEEWAY = 0
+        # flask-smorest: the OpenAPI document is published by a later step.
+        self.API_TITLE = "authapi"
+        self.API_VERSION = "1.0.0"
+        self.OPENAPI_VERSION = "3.0.3"
+        self.JSON_SORT_KEYS = False
+
+    def validate(self):
+        """Raise ConfigError for a configuration this environment must refuse."""
+        if self.JWT_ALGORITHM not in {"HS256", "HS384", "HS512"}:
+            raise ConfigError(f"JWT_ALGORITHM {self.JWT_ALGORITHM!r} is not supported")
+        if self.PASSWORD_MIN_LENGTH < 1 or self.PASSWORD_MIN_LENGTH > 256:
+            raise ConfigError("PASSWORD_MIN_LENGTH must be between 1 and 256")
+        for name in ("ACCESS_TOKEN_TTL", "REFRESH_TOKEN_TTL", "MAX_CONTENT_LENGTH"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+
+
+def engine_options(url: str | None) -> dict:
+    if url and url.startswith("sqlite"):
+        # Several gunicorn workers write to one file: wait for the lock instead
+        # of failing with "database is locked".
+        return {"connect_args": {"timeout": 30}}
+    # pre_ping survives a restarted database or killed connections without a
+    # restart of the app; recycle stays under common proxy idle timeouts.
+    return {"pool_pre_ping": True, "pool_recycle": 1800, "pool_size": 5, "max_overflow": 10}
+
+
+class DevelopmentConfig(Config):
+    ENV_NAME = "development"
+
+
+class TestingConfig(Config):
+    ENV_NAME = "testing"
+    # Hashing at production cost would make the suite slow; the parameters are
+    # still read from the environment, so a test can raise them.
+    ARGON2_DEFAULTS = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}
+
+    def apply_defaults(self):
+        super().apply_defaults()
+        self.TESTING = True
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+    LOG_FORMAT_DEFAULT = "json"
+    # console would write tokens to the log; an explicit console is refused below.
+    MAIL_BACKEND_DEFAULT = "smtp"
+
+    def apply_defaults(self):
+        # Production has no stand-ins: validate() names what is missing.
+        pass
+
+    def validate(self):
+        for name in ("SECRET_KEY", "JWT_SECRET_KEY"):
+            value = getattr(self, name)
+            if not value:
+                raise ConfigError(f"{name} is required in production")
+            if len(value.encode()) < 32:
+                raise ConfigError(f"{name} must be at least 32 bytes in production")
+        for name in ("DATABASE_URL", "REDIS_URL"):
+            if not getattr(self, name):
+                raise ConfigError(f"{name} is required in production")
+        if self.MAIL_BACKEND == "console":
+            raise ConfigError(
+                "MAIL_BACKEND=console writes tokens to the log and is refused in production"
+            )
+        super().validate()
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def load_config(name: str | None = None, environ=None):
+    env = os.environ if environ is None else environ
+    name = name or env.get("AUTHAPI_ENV") or "development"
+    try:
+        config_class = CONFIGS[name]
+    except KeyError:
+        raise ConfigError(
+            f"AUTHAPI_ENV must be one of {', '.join(CONFIGS)}, got {name!r}"
+        ) from None
+    config = config_class(env)
+    config.validate()
+    return config
