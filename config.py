@@ -148,6 +148,8 @@ class Config:
         self.JWT_REFRESH_TOKEN_EXPIRES = timedelta(seconds=self.REFRESH_TOKEN_TTL)
         self.JWT_TOKEN_LOCATION = ["headers"]
         self.JWT_REFRESH_JSON_KEY = "refresh_token"
+        # The double-submit claim only matters when the refresh token is a cookie.
+        self.JWT_COOKIE_CSRF_PROTECT = self.REFRESH_TOKEN_COOKIE
         self.JWT_ENCODE_ISSUER = self.JWT_DECODE_ISSUER = self.JWT_ISSUER
         self.JWT_ENCODE_AUDIENCE = self.JWT_DECODE_AUDIENCE = self.JWT_AUDIENCE
         self.JWT_DECODE_LEEWAY = 0

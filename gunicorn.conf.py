@@ -29,3 +29,7 @@ secure_scheme_headers = {}
 
 accesslog = "-"
 errorlog = "-"
+
+# gunicorn 24+ opens a control socket at one fixed path per user; several
+# instances on one host (tests, blue/green) would fight over it, and we do not use it.
+control_socket_disable = True
