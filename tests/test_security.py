@@ -1,0 +1,320 @@
+"""Password hashing and the password policy (API.md §2 validation rules, §7)."""
+
+import gzip
+import time
+
+import pytest
+from argon2 import PasswordHasher, extract_parameters
+from sqlalchemy import select
+
+from authapi import security
+from authapi.extensions import db
+from authapi.models import User
+
+from .conftest import PASSWORD, AuthActions, bearer
+
+USERNAME = "margaret"
+EMAIL = "lovelace@example.com"
+
+
+def error_code(response):
+    return response.get_json()["error"]["code"]
+
+
+def stored_hash(app, username):
+    with app.app_context():
+        return db.session.scalar(select(User.password_hash).where(User.username == username))
+
+
+def register(client, password, username=USERNAME, email=EMAIL):
+    return client.post(
+        "/auth/register", json={"email": email, "username": username, "password": password}
+    )
+
+
+def login(client, username, password=PASSWORD):
+    return client.post("/auth/login", json={"username": username, "password": password})
+
+
+# ---------------------------------------------------------------- hashing
+
+
+def test_stored_hash_is_argon2id(app, auth):
+    auth.register(username=USERNAME)
+    password_hash = stored_hash(app, USERNAME)
+    assert password_hash.startswith("$argon2id$")
+    assert PASSWORD not in password_hash
+    assert extract_parameters(password_hash).type.name == "ID"
+
+
+def test_hashes_are_salted(app, auth):
+    auth.register(username="first")
+    auth.register(username="second")
+    assert stored_hash(app, "first") != stored_hash(app, "second")
+
+
+def keys(value):
+    """Every key of a JSON document, at any depth."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield key.lower()
+            yield from keys(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from keys(item)
+
+
+def test_hash_is_in_no_response(app, client, auth):
+    responses = [client.post(
+        "/auth/register", json={"email": EMAIL, "username": USERNAME, "password": PASSWORD}
+    )]
+    responses.append(login(client, USERNAME))
+    pair = responses[-1].get_json()
+    headers = bearer(pair["access_token"])
+    responses += [
+        client.get("/users/me", headers=headers),
+        client.patch("/users/me", json={"full_name": "Ada"}, headers=headers),
+        client.get("/auth/sessions", headers=headers),
+        client.post("/auth/refresh", headers=bearer(pair["refresh_token"])),
+        login(client, USERNAME, "wrong password, long enough"),
+    ]
+    password_hash = stored_hash(app, USERNAME)
+    for response in responses:
+        assert response.status_code < 500
+        text = response.get_data(as_text=True)
+        assert password_hash not in text and "$argon2" not in text and PASSWORD not in text
+        assert not any("hash" in key or "password" in key for key in keys(response.get_json()))
+
+
+def test_login_rehashes_when_argon2_parameters_change(app, make_app, auth):
+    auth.register(username=USERNAME)
+    before = stored_hash(app, USERNAME)
+    assert extract_parameters(before).time_cost == 1
+    stronger = make_app(ARGON2_TIME_COST=2)
+    assert login(stronger.test_client(), USERNAME).status_code == 200
+    after = stored_hash(app, USERNAME)
+    assert after != before and after.startswith("$argon2id$")
+    assert extract_parameters(after).time_cost == 2
+    assert "t=2" in after
+    # The new hash is of the same password.
+    assert login(stronger.test_client(), USERNAME).status_code == 200
+
+
+def test_login_keeps_the_hash_when_parameters_are_unchanged(app, client, auth):
+    auth.register(username=USERNAME)
+    before = stored_hash(app, USERNAME)
+    assert login(client, USERNAME).status_code == 200
+    assert stored_hash(app, USERNAME) == before
+
+
+def test_failed_login_does_not_rehash(app, make_app, auth):
+    auth.register(username=USERNAME)
+    before = stored_hash(app, USERNAME)
+    stronger = make_app(ARGON2_TIME_COST=2)
+    response = login(stronger.test_client(), USERNAME, "not the password at all")
+    assert response.status_code == 401
+    assert stored_hash(app, USERNAME) == before
+
+
+def test_argon2_memory_cost_is_configurable(app, make_app, auth):
+    auth.register(username=USERNAME)
+    assert login(make_app(ARGON2_MEMORY_COST=2048).test_client(), USERNAME).status_code == 200
+    assert extract_parameters(stored_hash(app, USERNAME)).memory_cost == 2048
+
+
+# ---------------------------------------------------------------- unknown users
+
+
+def test_unknown_user_login_answers_like_a_wrong_password(client, auth):
+    auth.register(username=USERNAME)
+    wrong = login(client, USERNAME, "not the password at all")
+    unknown = login(client, "nobody-here", "not the password at all")
+    assert wrong.status_code == unknown.status_code == 401
+    assert error_code(unknown) == "invalid_credentials"
+    assert wrong.get_json() == unknown.get_json()
+
+
+def test_unknown_email_login_answers_like_a_wrong_password(client, auth):
+    auth.register(username=USERNAME, email=EMAIL)
+    wrong = login(client, EMAIL, "not the password at all")
+    unknown = login(client, "nobody@example.com", "not the password at all")
+    assert (unknown.status_code, error_code(unknown)) == (401, "invalid_credentials")
+    assert wrong.get_json() == unknown.get_json()
+
+
+def test_unknown_user_login_runs_argon2_verify(client, auth, monkeypatch):
+    calls = []
+    original = PasswordHasher.verify
+
+    def spy(self, password_hash, password):
+        calls.append(password_hash)
+        return original(self, password_hash, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", spy)
+    response = login(client, "nobody-here", PASSWORD)
+    assert (response.status_code, error_code(response)) == (401, "invalid_credentials")
+    assert len(calls) == 1 and calls[0].startswith("$argon2id$")
+
+
+def test_unknown_user_verify_uses_the_current_parameters(make_app, monkeypatch):
+    calls = []
+    original = PasswordHasher.verify
+
+    def spy(self, password_hash, password):
+        calls.append(password_hash)
+        return original(self, password_hash, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", spy)
+    app = make_app(ARGON2_TIME_COST=2)
+    assert login(app.test_client(), "nobody-here").status_code == 401
+    # Same cost as a real user's hash made with these settings.
+    assert extract_parameters(calls[0]).time_cost == 2
+
+
+@pytest.mark.parametrize("password", ["x", "authapi-dummy-password", PASSWORD, ""])
+def test_verify_without_a_hash_is_false(app, password):
+    with app.app_context():
+        assert security.verify_password(None, password) is False
+
+
+def test_verify_with_a_hash_checks_the_password(app):
+    with app.app_context():
+        password_hash = security.hash_password(PASSWORD)
+        assert security.verify_password(password_hash, PASSWORD) is True
+        assert security.verify_password(password_hash, PASSWORD + "!") is False
+
+
+def test_unknown_user_verify_costs_like_a_real_one(make_app):
+    # A cost high enough that hashing dominates the timings; the bounds are
+    # loose: skipping the hash would be ~1000x faster, not 3x.
+    app = make_app(ARGON2_TIME_COST=2, ARGON2_MEMORY_COST=32768)
+    with app.app_context():
+        password_hash = security.hash_password(PASSWORD)
+        security.verify_password(None, "warm up")
+
+        def fastest(hash_or_none):
+            timings = []
+            for _ in range(5):
+                start = time.perf_counter()
+                assert security.verify_password(hash_or_none, "wrong password") is False
+                timings.append(time.perf_counter() - start)
+            return min(timings)
+
+        known, unknown = fastest(password_hash), fastest(None)
+    assert known > 0.002  # the cost really is in force
+    assert 1 / 3 < unknown / known < 3
+
+
+def test_unknown_user_login_costs_like_a_wrong_password(make_app):
+    app = make_app(ARGON2_TIME_COST=2, ARGON2_MEMORY_COST=32768, LOCKOUT_THRESHOLD=1000)
+    client = app.test_client()
+    AuthActions(client).register(username=USERNAME)
+
+    def fastest(username):
+        timings = []
+        for _ in range(5):
+            start = time.perf_counter()
+            assert login(client, username, "wrong password, long enough").status_code == 401
+            timings.append(time.perf_counter() - start)
+        return min(timings)
+
+    fastest("warm-up")
+    wrong, unknown = fastest(USERNAME), fastest("nobody-here")
+    assert 1 / 3 < unknown / wrong < 3
+
+
+# ---------------------------------------------------------------- policy
+
+
+def shipped_passwords():
+    with gzip.open(security.COMMON_PASSWORDS_FILE, "rt", encoding="utf-8") as fh:
+        return [line.strip() for line in fh if line.strip()]
+
+
+def test_shipped_common_password_list_is_large_enough():
+    passwords = shipped_passwords()
+    assert len(set(passwords)) >= 10_000
+    assert {"password", "12345678", "iloveyou", "qwertyuiop", "sunshine"} <= set(passwords)
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        pytest.param("x7#kq9!mz2", id="too-short"),
+        pytest.param("x7#kq9!mz2p", id="one-under-the-minimum"),
+        pytest.param(("Zq8-" * 65)[:257], id="257-characters"),
+        pytest.param("x" * 1000, id="1000-characters"),
+        pytest.param("password1234", id="common-password1234"),
+        pytest.param("qwertyuiop123", id="common-qwertyuiop123"),
+        pytest.param("1qaz2wsx3edc", id="common-1qaz2wsx3edc"),
+        pytest.param("qwerty123456", id="common-qwerty123456"),
+        pytest.param("my name is margaret ok", id="contains-username"),
+        pytest.param("MARGARET, forever and ever", id="contains-username-other-case"),
+        pytest.param("margaret", id="is-username-and-short"),
+        pytest.param("dear lovelace, hello there", id="contains-email-local-part"),
+    ],
+)
+def test_weak_password_is_refused_at_register(client, password):
+    response = register(client, password)
+    assert (response.status_code, error_code(response)) == (422, "validation_error")
+    messages = response.get_json()["error"]["details"]["password"]
+    assert messages and all(isinstance(m, str) and m for m in messages)
+    # Nothing was written: the username is still free.
+    assert register(client, PASSWORD).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        pytest.param(PASSWORD, id="passphrase"),
+        pytest.param("x7#kq9!mz2pw", id="exactly-12"),
+        pytest.param(("Zq8-" * 64), id="exactly-256"),
+        pytest.param("mar garet lovel ace", id="username-split-up"),
+        pytest.param("Ünïcödé pässwörd ✓ 12", id="unicode"),
+    ],
+)
+def test_good_password_is_accepted_at_register(client, password):
+    response = register(client, password)
+    assert response.status_code == 201, response.get_json()
+    assert login(client, USERNAME, password).status_code == 200
+
+
+@pytest.mark.parametrize("password", ["password", "12345678", "iloveyou", "qwertyuiop", "sunshine"])
+def test_common_password_is_refused_whatever_the_minimum_length(make_app, password):
+    client = make_app(PASSWORD_MIN_LENGTH=8).test_client()
+    response = register(client, password)
+    assert (response.status_code, error_code(response)) == (422, "validation_error")
+    assert response.get_json()["error"]["details"]["password"]
+
+
+def test_uncommon_short_password_passes_a_lowered_minimum(make_app):
+    # The control for the test above: at that minimum only commonness refuses.
+    assert "zq8vmw3k" not in shipped_passwords()
+    client = make_app(PASSWORD_MIN_LENGTH=8).test_client()
+    assert register(client, "zq8vmw3k").status_code == 201
+
+
+def test_entries_deep_in_the_shipped_list_are_refused(client):
+    # The whole list is in force, not just its head.
+    candidates = [
+        p for p in shipped_passwords()
+        if 12 <= len(p) <= 256 and p.isascii() and USERNAME not in p and "lovelace" not in p
+    ][-3:]
+    assert len(candidates) == 3
+    for password in candidates:
+        response = register(client, password)
+        assert (response.status_code, error_code(response)) == (422, "validation_error"), password
+        assert response.get_json()["error"]["details"]["password"]
+
+
+def test_password_min_length_is_configurable(make_app):
+    client = make_app(PASSWORD_MIN_LENGTH=20).test_client()
+    too_short = register(client, "x7#kq9!mz2pw-r8v-nt", username="first", email="first@example.com")
+    assert (too_short.status_code, error_code(too_short)) == (422, "validation_error")
+    assert any("20" in m for m in too_short.get_json()["error"]["details"]["password"])
+    assert register(client, "x7#kq9!mz2pw-r8v-ntq").status_code == 201
+
+
+def test_default_minimum_is_twelve(client):
+    response = register(client, "x7#kq9!mz2p")
+    assert any("12" in m for m in response.get_json()["error"]["details"]["password"])
