@@ -9,6 +9,7 @@ from sqlalchemy import event
 from config import load_config
 
 from . import auth, security, users  # noqa: F401  security registers the JWT callbacks
+from .cli import register_commands
 from .errors import register_error_handlers
 from .extensions import api, db, jwt, migrate, token_store
 from .http import register_request_hooks
@@ -27,6 +28,7 @@ def create_app(config_name: str | None = None, environ=None) -> Flask:
     register_blueprints(app)
     register_error_handlers(app)
     register_request_hooks(app)
+    register_commands(app)
     return app
 
 

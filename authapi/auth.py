@@ -6,16 +6,19 @@ from flask_jwt_extended import current_user, get_jwt, jwt_required
 from .extensions import Blueprint
 from .schemas import (
     EmptyIn,
+    ForgotPasswordIn,
     LoginIn,
     MessageOut,
     PasswordChangeIn,
     RefreshIn,
     RegisterIn,
+    ResetPasswordIn,
     SessionListOut,
     TokenPairOut,
     UserOut,
+    VerifyEmailIn,
 )
-from .services import accounts, sessions
+from .services import accounts, recovery, sessions
 
 bp = Blueprint("auth", __name__, url_prefix="/auth", description="Accounts, tokens and sessions")
 
@@ -84,3 +87,35 @@ def delete_session(session_id):
 @bp.response(200, TokenPairOut)
 def change_password(data):
     return accounts.change_password(current_user, **data, **client_info())
+
+
+@bp.post("/password/forgot")
+@bp.arguments(ForgotPasswordIn)
+@bp.response(202, MessageOut)
+def forgot_password(data):
+    recovery.forgot_password(data["email"])
+    return {"message": "If an account uses this email, a reset link is on its way."}
+
+
+@bp.post("/password/reset")
+@bp.arguments(ResetPasswordIn)
+@bp.response(200, MessageOut)
+def reset_password(data):
+    recovery.reset_password(data["token"], data["new_password"])
+    return {"message": "Your password has been reset; log in with the new one."}
+
+
+@bp.post("/email/verify/request")
+@jwt_required()
+@bp.arguments(EmptyIn)
+@bp.response(202, MessageOut)
+def request_email_verification(data):
+    recovery.request_verification(current_user)
+    return {"message": "A verification email is on its way."}
+
+
+@bp.post("/email/verify")
+@bp.arguments(VerifyEmailIn)
+@bp.response(200, UserOut)
+def verify_email(data):
+    return recovery.verify_email(data["token"])

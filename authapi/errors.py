@@ -60,6 +60,10 @@ class Forbidden(APIError):
     status, code, message = 403, "forbidden", "You are not allowed to do this."
 
 
+class EmailNotVerified(APIError):
+    status, code, message = 403, "email_not_verified", "Verify your email address before logging in."
+
+
 class NotFound(APIError):
     status, code, message = 404, "not_found", "The resource was not found."
 

@@ -100,3 +100,28 @@ class AuthSession(db.Model):
 
     def is_active_at(self, moment: datetime) -> bool:
         return self.revoked_at is None and self.expires_at > moment
+
+
+class OneTimeToken(db.Model):
+    """A password-reset or email-verification token, stored only as a hash."""
+
+    __tablename__ = "one_time_tokens"
+    __table_args__ = (
+        CheckConstraint(
+            "purpose IN ('password_reset', 'email_verify')", name="ck_one_time_tokens_purpose"
+        ),
+        Index("ix_one_time_tokens_user_purpose", "user_id", "purpose"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(32))
+    # SHA-256 of the token: a leaked table cannot be replayed. No salt is needed
+    # because the token itself carries 256 random bits.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The address a verification token was sent to: changing the email again
+    # voids it.
+    email: Mapped[str | None] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -91,6 +91,23 @@ class RefreshIn(Schema):
     refresh_token = Text()
 
 
+class ForgotPasswordIn(Schema):
+    email = Email(required=True)
+
+
+def token_field():
+    return Text(required=True, validate=validate.Length(min=1, max=512))
+
+
+class ResetPasswordIn(Schema):
+    token = token_field()
+    new_password = password_field(required=True)
+
+
+class VerifyEmailIn(Schema):
+    token = token_field()
+
+
 class EmptyIn(Schema):
     """For endpoints that take no body: any field sent is unknown."""
 

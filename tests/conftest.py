@@ -6,10 +6,14 @@ is unreachable its tests skip with the reason, except under CI=true, where a
 missing service fails the run.
 """
 
+import asyncio
+import email
+import email.policy
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +22,7 @@ import redis
 import requests
 import sqlalchemy as sa
 
-from authapi import create_app
+from authapi import create_app, mail
 from authapi.extensions import db
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,6 +145,9 @@ def make_app(database_url, redis_url):
     client.flushdb()
     reset_database(factory())
     yield factory
+    # Emails are sent by background jobs: let them finish before the next test
+    # reuses the ids they refer to.
+    mail.wait_for_background_jobs()
     client.flushdb()
 
 
@@ -192,6 +199,55 @@ def bearer(token: str) -> dict:
 @pytest.fixture
 def auth(client):
     return AuthActions(client)
+
+
+# ---------------------------------------------------------------- real SMTP
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps what it receives; ``delay`` slows it down."""
+
+    def __init__(self):
+        self.messages = []
+        self.delay = 0.0
+        self.port = None
+        self._changed = threading.Condition()
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self._changed:
+            self.messages.append(message)
+            self._changed.notify_all()
+        return "250 Message accepted for delivery"
+
+    def wait_for(self, to, subject=None, count=1, timeout=10.0):
+        """The messages to ``to`` (and ``subject``), once there are ``count``."""
+
+        def matching():
+            return [
+                m for m in self.messages
+                if m["To"] == to and (subject is None or m["Subject"] == subject)
+            ]
+
+        with self._changed:
+            self._changed.wait_for(lambda: len(matching()) >= count, timeout=timeout)
+            found = matching()
+        assert len(found) >= count, f"expected {count} email(s) to {to}, got {len(found)}"
+        return found
+
+
+@pytest.fixture
+def smtp_server():
+    from aiosmtpd.controller import Controller
+
+    inbox = Inbox()
+    inbox.port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)
+    controller.start()
+    yield inbox
+    controller.stop()
 
 
 # ---------------------------------------------------------------- real gunicorn

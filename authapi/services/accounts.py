@@ -8,7 +8,7 @@ from .. import errors
 from ..extensions import db
 from ..models import User, utcnow
 from ..security import hash_password, needs_rehash, password_problems, verify_password
-from . import sessions
+from . import recovery, sessions
 
 
 def find_by_login(login: str) -> User | None:
@@ -62,6 +62,7 @@ def register(email: str, username: str, password: str, full_name: str | None = N
     db.session.add(user)
     _commit_unique(email, username)
     current_app.logger.info("user registered", extra={"event": "register", "user_id": user.id})
+    recovery.send_verification_email(user)
     return user
 
 
@@ -72,6 +73,9 @@ def login(username: str, password: str, user_agent: str | None, ip: str | None) 
     if not verify_password(user.password_hash if user else None, password) or not user.is_active:
         current_app.logger.info("login failed", extra={"event": "login_failed"})
         raise errors.InvalidCredentials()
+    # Only after the password is right, so this says nothing to a guesser.
+    if current_app.config["REQUIRE_VERIFIED_EMAIL"] and not user.is_verified:
+        raise errors.EmailNotVerified()
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     user.last_login_at = utcnow()
@@ -106,6 +110,8 @@ def update_profile(user: User, current_password: str | None = None, **changes) -
     if email_changes:
         user.is_verified = False
     _commit_unique(changes.get("email"), changes.get("username"), exclude_id=user.id)
+    if email_changes:
+        recovery.send_verification_email(user)
     return user
 
 
@@ -120,6 +126,7 @@ def change_password(
         raise errors.ValidationFailed(details={"new_password": problems})
     sessions.revoke_sessions(user, sessions.active_sessions(user), whole_user=True)
     user.password_hash = hash_password(new_password)
+    recovery.void_tokens(user, recovery.PASSWORD_RESET)
     session = sessions.start_session(user, user_agent, ip)
     db.session.commit()
     current_app.logger.info("password changed", extra={"event": "password_change", "user_id": user.id})

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from .. import errors, revocation
 from ..extensions import db
@@ -145,3 +145,10 @@ def end_all_sessions(user: User) -> None:
     """Revoke every session and every token issued to the user so far."""
     revoke_sessions(user, active_sessions(user), whole_user=True)
     db.session.commit()
+
+
+def purge_expired_sessions() -> int:
+    """Delete the rows of expired sessions. Returns how many."""
+    count = db.session.execute(delete(AuthSession).where(AuthSession.expires_at <= utcnow())).rowcount
+    db.session.commit()
+    return count

@@ -1,0 +1,103 @@
+"""Outgoing email, delivered off the request path.
+
+``MAIL_BACKEND=smtp`` sends through smtplib; ``console`` writes the message to
+the log (development only: it is the one place a token may reach a log, so
+production refuses it). Work handed to ``run_in_background`` runs on a small
+per-process thread pool inside an app context, so an SMTP server that is slow
+or down never delays, changes or fails the HTTP answer.
+"""
+
+import logging
+import os
+import smtplib
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from email.message import EmailMessage
+
+from flask import current_app
+
+log = logging.getLogger("authapi.mail")
+
+_executor: ThreadPoolExecutor | None = None
+_executor_pid: int | None = None
+_executor_lock = threading.Lock()
+_pending: set[Future] = set()
+
+
+def _get_executor() -> ThreadPoolExecutor:
+    global _executor, _executor_pid
+    # gunicorn forks after the app is loaded: threads do not survive a fork,
+    # so each worker process starts its own pool.
+    with _executor_lock:
+        if _executor is None or _executor_pid != os.getpid():
+            _executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="authapi-mail")
+            _executor_pid = os.getpid()
+        return _executor
+
+
+def run_in_background(function, *args, **kwargs):
+    """Run ``function`` in an app context on the mail pool; failures are logged."""
+    app = current_app._get_current_object()
+
+    def job():
+        with app.app_context():
+            try:
+                function(*args, **kwargs)
+            except Exception:
+                log.exception("background job %s failed", function.__name__)
+
+    future = _get_executor().submit(job)
+    with _executor_lock:
+        _pending.add(future)
+    future.add_done_callback(_forget)
+    return future
+
+
+def _forget(future: Future) -> None:
+    with _executor_lock:
+        _pending.discard(future)
+
+
+def wait_for_background_jobs(timeout: float = 30) -> None:
+    """Let queued jobs finish (worker shutdown, tests)."""
+    with _executor_lock:
+        pending = list(_pending)
+    wait(pending, timeout=timeout)
+
+
+def build_message(to: str, subject: str, body: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = current_app.config["MAIL_FROM"]
+    message["To"] = to
+    message["Subject"] = subject
+    message.set_content(body)
+    return message
+
+
+def send(message: EmailMessage) -> None:
+    """Deliver now with the configured backend. Raises on SMTP failure."""
+    config = current_app.config
+    if config["MAIL_BACKEND"] == "console":
+        log.info("email (console backend, not sent):\n%s", message.as_string())
+        return
+    if config["MAIL_BACKEND"] != "smtp":
+        raise ValueError(f"unknown MAIL_BACKEND {config['MAIL_BACKEND']!r}")
+    with smtplib.SMTP(config["SMTP_HOST"], config["SMTP_PORT"], timeout=config["SMTP_TIMEOUT"]) as smtp:
+        if config["SMTP_STARTTLS"]:
+            smtp.starttls()
+        if config["SMTP_USERNAME"]:
+            smtp.login(config["SMTP_USERNAME"], config["SMTP_PASSWORD"] or "")
+        smtp.send_message(message)
+
+
+def deliver(message: EmailMessage) -> None:
+    """Send, logging (never raising) a failure: the caller's work is done."""
+    try:
+        send(message)
+    except (OSError, smtplib.SMTPException) as exc:
+        # Not the exception text: it can hold the recipient, and the body a token.
+        log.error(
+            "email delivery failed: %s %s", type(exc).__name__, getattr(exc, "smtp_code", "")
+        )
+    else:
+        log.info("email sent: %s", message["Subject"])

@@ -1,0 +1,189 @@
+"""One-time tokens by email: password reset and address verification."""
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import delete, func, or_, select, update
+
+from .. import errors, mail
+from ..extensions import db
+from ..models import OneTimeToken, User, utcnow
+from ..security import hash_password, password_problems
+from . import sessions
+
+PASSWORD_RESET = "password_reset"
+EMAIL_VERIFY = "email_verify"
+
+_TTL_SETTING = {PASSWORD_RESET: "PASSWORD_RESET_TTL", EMAIL_VERIFY: "EMAIL_VERIFY_TTL"}
+_URL_SETTING = {PASSWORD_RESET: "PASSWORD_RESET_URL", EMAIL_VERIFY: "EMAIL_VERIFY_URL"}
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def void_tokens(user: User, purpose: str) -> None:
+    """Spend every unused token of this purpose (not committed)."""
+    db.session.execute(
+        update(OneTimeToken)
+        .where(
+            OneTimeToken.user_id == user.id,
+            OneTimeToken.purpose == purpose,
+            OneTimeToken.used_at.is_(None),
+        )
+        .values(used_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def issue_token(user: User, purpose: str) -> str:
+    """A new token for ``user``; older unused ones of the purpose are void
+    from now on. Committed."""
+    void_tokens(user, purpose)
+    token = secrets.token_urlsafe(32)
+    db.session.add(
+        OneTimeToken(
+            user_id=user.id,
+            purpose=purpose,
+            token_hash=_hash(token),
+            email=user.email if purpose == EMAIL_VERIFY else None,
+            expires_at=utcnow() + timedelta(seconds=current_app.config[_TTL_SETTING[purpose]]),
+        )
+    )
+    db.session.commit()
+    return token
+
+
+def _link(purpose: str, token: str) -> str:
+    # From configuration only, never from the request's Host header.
+    return current_app.config[_URL_SETTING[purpose]].replace("{token}", token)
+
+
+def _send_token_email(user_id: int, email: str, purpose: str) -> None:
+    """Issue a token and mail its link. Runs in the background, so the account
+    may have changed since the request: send only to the address asked for."""
+    user = db.session.get(User, user_id)
+    if user is None or not user.is_active or user.email.lower() != email.lower():
+        return
+    link = _link(purpose, issue_token(user, purpose))
+    if purpose == PASSWORD_RESET:
+        subject = "Reset your password"
+        body = (
+            f"Hello {user.username},\n\nTo choose a new password, open this link:\n\n{link}\n\n"
+            f"It works once, for {current_app.config['PASSWORD_RESET_TTL'] // 60} minutes. "
+            "If you did not ask for it, ignore this email: your password stays as it is.\n"
+        )
+    else:
+        subject = "Confirm your email address"
+        body = (
+            f"Hello {user.username},\n\nTo confirm this address, open this link:\n\n{link}\n\n"
+            f"It works once, for {current_app.config['EMAIL_VERIFY_TTL'] // 3600} hours.\n"
+        )
+    mail.deliver(mail.build_message(user.email, subject, body))
+
+
+def send_verification_email(user: User) -> None:
+    """Queue a verification email for the user's current address."""
+    mail.run_in_background(_send_token_email, user.id, user.email, EMAIL_VERIFY)
+
+
+def request_verification(user: User) -> None:
+    """Send a new verification email, unless the address is verified already."""
+    if not user.is_verified:
+        send_verification_email(user)
+
+
+def _forgot_password_job(email: str) -> None:
+    user = db.session.scalar(select(User).where(func.lower(User.email) == email.lower()))
+    if user is not None:
+        _send_token_email(user.id, user.email, PASSWORD_RESET)
+
+
+def forgot_password(email: str) -> None:
+    """Queue a reset email if an active account has this address.
+
+    Everything, the look-up included, runs in the background: the answer
+    takes the same time and says the same whether or not the account exists.
+    """
+    mail.run_in_background(_forgot_password_job, email)
+
+
+def _usable_token(token: str, purpose: str) -> OneTimeToken:
+    now = utcnow()
+    record = db.session.scalar(
+        select(OneTimeToken).where(OneTimeToken.token_hash == _hash(token))
+    )
+    if (
+        record is None
+        or record.purpose != purpose
+        or record.used_at is not None
+        or record.expires_at <= now
+    ):
+        raise _bad_token()
+    return record
+
+
+def _spend(record: OneTimeToken) -> None:
+    """Mark the token used; of two concurrent uses only one passes."""
+    result = db.session.execute(
+        update(OneTimeToken)
+        .where(OneTimeToken.id == record.id, OneTimeToken.used_at.is_(None))
+        .values(used_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        db.session.rollback()
+        raise _bad_token()
+
+
+def _bad_token():
+    return errors.ValidationFailed(
+        details={"token": ["The token is invalid, expired or already used."]}
+    )
+
+
+def reset_password(token: str, new_password: str) -> None:
+    """Set a new password with a reset token, ending every session.
+
+    Raises ValidationFailed naming ``token`` (spent, expired, superseded,
+    unknown or another purpose) or ``new_password`` (policy); a refused new
+    password leaves the token usable.
+    """
+    record = _usable_token(token, PASSWORD_RESET)
+    user = db.session.get(User, record.user_id)
+    if user is None or not user.is_active:
+        raise _bad_token()
+    problems = password_problems(new_password, username=user.username, email=user.email)
+    if problems:
+        raise errors.ValidationFailed(details={"new_password": problems})
+    _spend(record)
+    sessions.revoke_sessions(user, sessions.active_sessions(user), whole_user=True)
+    user.password_hash = hash_password(new_password)
+    void_tokens(user, PASSWORD_RESET)
+    db.session.commit()
+    current_app.logger.info("password reset", extra={"event": "password_reset", "user_id": user.id})
+
+
+def verify_email(token: str) -> User:
+    """Mark the address a verification token was sent to as verified.
+    Raises ValidationFailed naming ``token``."""
+    record = _usable_token(token, EMAIL_VERIFY)
+    user = db.session.get(User, record.user_id)
+    if user is None or (record.email or "").lower() != user.email.lower():
+        raise _bad_token()
+    _spend(record)
+    user.is_verified = True
+    db.session.commit()
+    return user
+
+
+def purge_spent_tokens() -> int:
+    """Delete expired and used one-time tokens. Returns how many."""
+    now = utcnow()
+    count = db.session.execute(
+        delete(OneTimeToken).where(or_(OneTimeToken.expires_at <= now, OneTimeToken.used_at.is_not(None)))
+    ).rowcount
+    db.session.commit()
+    return count
