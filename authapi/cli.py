@@ -1,11 +1,155 @@
-"""Admin commands: ``flask --app wsgi sessions ...`` (and ``users ...``)."""
+"""Admin commands: ``flask --app wsgi users ...`` and ``sessions purge``.
+
+Each command calls the same service functions as the HTTP API, so validation,
+revocation and the last-admin rule live in one place. Success prints one line
+on stdout; a refusal prints one line on stderr and exits with status 1.
+"""
+
+from functools import wraps
 
 import click
+import redis
 from flask.cli import AppGroup
+from marshmallow import ValidationError
+from sqlalchemy.exc import OperationalError
 
-from .services import recovery, sessions
+from . import errors
+from .models import ROLES
+from .schemas import AdminUserIn
+from .services import admin, recovery, sessions
 
+ACTOR = "cli"
+
+users_cli = AppGroup("users", help="Manage user accounts.")
 sessions_cli = AppGroup("sessions", help="Manage login sessions.")
+
+
+def _describe(details) -> str:
+    return "; ".join(
+        f"{field}: {' '.join(messages)}" for field, messages in (details or {}).items()
+    )
+
+
+def reports_errors(command):
+    """Turn a refusal into one line on stderr and exit status 1."""
+
+    @wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except ValidationError as exc:
+            message = _describe(exc.messages)
+        except errors.APIError as exc:
+            message = exc.message + (f" {_describe(exc.details)}" if exc.details else "")
+        except (redis.ConnectionError, redis.TimeoutError, OperationalError) as exc:
+            message = f"A backing service is unavailable ({type(exc).__name__}); nothing was changed."
+        raise click.ClickException(message)
+
+    return wrapper
+
+
+def _check_role(role):
+    if role is not None and role not in ROLES:
+        raise errors.ValidationFailed(f"Unknown role {role!r}: use one of {', '.join(ROLES)}.")
+
+
+password_option = click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="The password; prompted twice, hidden, when not given.",
+)
+
+
+@users_cli.command("create")
+@click.argument("email")
+@click.option("--username", required=True)
+@click.option("--role", default="user", show_default=True, help="user or admin")
+@click.option("--full-name", default=None)
+@password_option
+@reports_errors
+def create_user(email, username, role, full_name, password):
+    """Create an account (verified: an operator vouches for it)."""
+    data = AdminUserIn().load(
+        {"email": email, "username": username, "password": password, "role": role,
+         "full_name": full_name, "is_verified": True}
+    )
+    user = admin.create_user(ACTOR, **data)
+    click.echo(f"Created {user.role} {user.email} (id {user.id}, username {user.username}).")
+
+
+@users_cli.command("list")
+@click.option("--role", default=None, help="Only users with this role (user or admin).")
+@click.option("--active/--inactive", "is_active", default=None, help="Only active or inactive users.")
+@reports_errors
+def list_users(role, is_active):
+    """Print a table of users."""
+    _check_role(role)
+    page = admin.list_users(page=1, per_page=10**6, role=role, is_active=is_active)
+    rows = [("ID", "EMAIL", "USERNAME", "ROLE", "ACTIVE", "VERIFIED", "CREATED")]
+    rows += [
+        (str(u.id), u.email, u.username, u.role, "yes" if u.is_active else "no",
+         "yes" if u.is_verified else "no", u.created_at.strftime("%Y-%m-%d %H:%M"))
+        for u in page.items
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    click.echo(f"{page.total} user(s)")
+
+
+@users_cli.command("set-role")
+@click.argument("email")
+@click.argument("role")
+@reports_errors
+def set_role(email, role):
+    """Give a user the role ROLE (user or admin)."""
+    _check_role(role)
+    user = admin.update_user(ACTOR, admin.get_user_by_email(email), role=role)
+    click.echo(f"{user.email} is now {user.role}.")
+
+
+@users_cli.command("activate")
+@click.argument("email")
+@reports_errors
+def activate(email):
+    """Let a user log in again."""
+    user = admin.update_user(ACTOR, admin.get_user_by_email(email), is_active=True)
+    click.echo(f"{user.email} is active.")
+
+
+@users_cli.command("deactivate")
+@click.argument("email")
+@reports_errors
+def deactivate(email):
+    """Stop a user from logging in and end their sessions."""
+    user = admin.update_user(ACTOR, admin.get_user_by_email(email), is_active=False)
+    click.echo(f"{user.email} is deactivated; their sessions have ended.")
+
+
+@users_cli.command("set-password")
+@click.argument("email")
+@password_option
+@reports_errors
+def set_password(email, password):
+    """Set a user's password and end their sessions."""
+    user = admin.get_user_by_email(email)
+    admin.set_password(ACTOR, user, password)
+    click.echo(f"Password of {user.email} set; their sessions have ended.")
+
+
+@users_cli.command("delete")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@reports_errors
+def delete_user(email, yes):
+    """Delete a user and everything they hold."""
+    user = admin.get_user_by_email(email)
+    if not yes:
+        click.confirm(f"Delete {user.email} (id {user.id})?", abort=True)
+    admin.delete_user(ACTOR, user)
+    click.echo(f"Deleted {email}.")
 
 
 @sessions_cli.command("purge")
@@ -17,4 +161,5 @@ def purge_sessions():
 
 
 def register_commands(app):
+    app.cli.add_command(users_cli)
     app.cli.add_command(sessions_cli)

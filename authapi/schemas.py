@@ -7,7 +7,8 @@ role or a verified address by sending one.
 from email_validator import EmailNotValidError, validate_email
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from .security import PASSWORD_MAX_LENGTH, password_problems
+from .models import ROLES
+from .security import MAX_ID, PASSWORD_MAX_LENGTH, password_problems
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
 
@@ -76,6 +77,28 @@ class RegisterIn(Schema):
             )
             if problems:
                 raise ValidationError(problems, "password")
+
+
+class AdminUserIn(RegisterIn):
+    role = Text(validate=validate.OneOf(ROLES), load_default="user")
+    is_verified = fields.Boolean(load_default=False)
+
+
+class AdminUserPatchIn(Schema):
+    full_name = full_name_field()
+    username = username_field()
+    email = Email()
+    role = Text(validate=validate.OneOf(ROLES))
+    is_active = fields.Boolean()
+    is_verified = fields.Boolean()
+
+
+class UserQueryIn(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_ID))
+    per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    q = Text(validate=validate.Length(max=254))
+    role = Text(validate=validate.OneOf(ROLES))
+    is_active = fields.Boolean()
 
 
 class LoginIn(Schema):
@@ -160,6 +183,14 @@ class SessionOut(Schema):
     user_agent = fields.String(allow_none=True)
     ip = fields.String(allow_none=True)
     current = fields.Boolean()
+
+
+class UserPageOut(Schema):
+    items = fields.List(fields.Nested(UserOut))
+    page = fields.Integer()
+    per_page = fields.Integer()
+    total = fields.Integer()
+    pages = fields.Integer()
 
 
 class SessionListOut(Schema):

@@ -1,10 +1,19 @@
-"""The /users blueprint: the caller's own account (admin endpoints come later)."""
+"""The /users blueprint: the caller's own account, and user administration."""
 
 from flask_jwt_extended import current_user, jwt_required
 
 from .extensions import Blueprint
-from .schemas import PasswordConfirmIn, ProfilePatchIn, UserOut
-from .services import accounts
+from .permissions import admin_required
+from .schemas import (
+    AdminUserIn,
+    AdminUserPatchIn,
+    PasswordConfirmIn,
+    ProfilePatchIn,
+    UserOut,
+    UserPageOut,
+    UserQueryIn,
+)
+from .services import accounts, admin
 
 bp = Blueprint("users", __name__, url_prefix="/users", description="User accounts")
 
@@ -30,3 +39,51 @@ def update_me(data):
 @bp.response(204)
 def delete_me(data):
     accounts.delete_account(current_user, data["password"])
+
+
+# ---------------------------------------------------------------- admin
+
+USER_ID = "<int(max=2147483647):user_id>"  # larger ids cannot exist: a plain 404
+
+
+@bp.get("")
+@jwt_required()
+@admin_required
+@bp.arguments(UserQueryIn, location="query")
+@bp.response(200, UserPageOut)
+def list_users(query):
+    return admin.list_users(**query)
+
+
+@bp.post("")
+@jwt_required()
+@admin_required
+@bp.arguments(AdminUserIn)
+@bp.response(201, UserOut)
+def create_user(data):
+    return admin.create_user(current_user, **data)
+
+
+@bp.get(f"/{USER_ID}")
+@jwt_required()
+@admin_required
+@bp.response(200, UserOut)
+def get_user(user_id):
+    return admin.get_user(user_id)
+
+
+@bp.patch(f"/{USER_ID}")
+@jwt_required()
+@admin_required
+@bp.arguments(AdminUserPatchIn)
+@bp.response(200, UserOut)
+def update_user(data, user_id):
+    return admin.update_user(current_user, admin.get_user(user_id), **data)
+
+
+@bp.delete(f"/{USER_ID}")
+@jwt_required()
+@admin_required
+@bp.response(204)
+def delete_user(user_id):
+    admin.delete_user(current_user, admin.get_user(user_id))

@@ -4,7 +4,7 @@ from flask import current_app
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from .. import errors
+from .. import errors, revocation
 from ..extensions import db
 from ..models import User, utcnow
 from ..security import hash_password, needs_rehash, password_problems, verify_password
@@ -21,7 +21,9 @@ def find_by_login(login: str) -> User | None:
     )
 
 
-def _conflicts(email: str | None, username: str | None, exclude_id: int | None = None) -> dict:
+def check_unique(email: str | None, username: str | None, exclude_id: int | None = None) -> dict:
+    """Which of ``email`` and ``username`` another account already uses, as
+    error details. A friendly pre-check: the unique indexes are the real guard."""
     details = {}
     for field, column, value in (("email", User.email, email), ("username", User.username, username)):
         if value is None:
@@ -34,14 +36,14 @@ def _conflicts(email: str | None, username: str | None, exclude_id: int | None =
     return details
 
 
-def _commit_unique(email: str | None, username: str | None, exclude_id: int | None = None):
+def commit_unique(email: str | None, username: str | None, exclude_id: int | None = None):
     """Commit, turning a uniqueness violation (also one lost to a concurrent
     request after our pre-check) into Conflict."""
     try:
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        details = _conflicts(email, username, exclude_id) or None
+        details = check_unique(email, username, exclude_id) or None
         raise errors.Conflict("The email or username is already taken.", details) from None
 
 
@@ -50,7 +52,7 @@ def register(email: str, username: str, password: str, full_name: str | None = N
     Conflict when the email or username is taken."""
     if not current_app.config["REGISTRATION_OPEN"]:
         raise errors.Forbidden("Registration is closed.")
-    details = _conflicts(email, username)
+    details = check_unique(email, username)
     if details:
         raise errors.Conflict("The email or username is already taken.", details)
     user = User(
@@ -60,7 +62,7 @@ def register(email: str, username: str, password: str, full_name: str | None = N
         password_hash=hash_password(password),
     )
     db.session.add(user)
-    _commit_unique(email, username)
+    commit_unique(email, username)
     current_app.logger.info("user registered", extra={"event": "register", "user_id": user.id})
     recovery.send_verification_email(user)
     return user
@@ -101,7 +103,7 @@ def update_profile(user: User, current_password: str | None = None, **changes) -
     if email_changes:
         # Checked first, so the endpoint cannot probe which emails exist.
         _require_password(user, current_password, "current_password")
-    details = _conflicts(new_email, changes.get("username"), exclude_id=user.id)
+    details = check_unique(new_email, changes.get("username"), exclude_id=user.id)
     if details:
         raise errors.Conflict("The email or username is already taken.", details)
     for field in ("full_name", "username", "email"):
@@ -109,7 +111,7 @@ def update_profile(user: User, current_password: str | None = None, **changes) -
             setattr(user, field, changes[field])
     if email_changes:
         user.is_verified = False
-    _commit_unique(changes.get("email"), changes.get("username"), exclude_id=user.id)
+    commit_unique(changes.get("email"), changes.get("username"), exclude_id=user.id)
     if email_changes:
         recovery.send_verification_email(user)
     return user
@@ -133,23 +135,47 @@ def change_password(
     return sessions.issue_token_pair(user, session.id, session.refresh_jti)
 
 
-def ensure_not_last_admin(user: User) -> None:
-    """Raises Conflict when ``user`` is the last active admin."""
+def removing_admin(user: User) -> bool:
+    """Whether ``user`` counts as an active admin, so changing it may leave none."""
     if user.role != "admin" or not user.is_active:
-        return
+        return False
+    # PostgreSQL: lock the active admins' rows so that two admins demoting or
+    # deleting each other at once are serialised (SQLite serialises writers).
+    db.session.execute(
+        select(User.id).where(User.role == "admin", User.is_active.is_(True)).with_for_update()
+    )
+    return True
+
+
+def ensure_an_admin_remains() -> None:
+    """Call after changing an active admin: writes the change (inside the
+    transaction), and raises Conflict, rolling back, if no active admin is left."""
+    db.session.flush()
     admins = db.session.scalar(
         select(func.count(User.id)).where(User.role == "admin", User.is_active.is_(True))
     )
-    if admins <= 1:
-        raise errors.Conflict("The last active admin cannot be removed.")
+    if not admins:
+        db.session.rollback()
+        raise errors.Conflict("The last active admin cannot be demoted, deactivated or deleted.")
 
 
 def delete_account(user: User, password: str) -> None:
     """Delete the user's own account after checking the password; every token
     stops working. Raises ValidationFailed, Conflict (last admin)."""
     _require_password(user, password, "password")
-    ensure_not_last_admin(user)
-    sessions.revoke_sessions(user, sessions.active_sessions(user), whole_user=True)
-    db.session.delete(user)
-    db.session.commit()
+    delete_user(user)
     current_app.logger.info("account deleted", extra={"event": "account_delete", "user_id": user.id})
+
+
+def delete_user(user: User) -> None:
+    """Delete an account and revoke every token it holds. Raises Conflict for
+    the last active admin."""
+    was_admin = removing_admin(user)
+    user_sessions = sessions.active_sessions(user)
+    db.session.delete(user)
+    if was_admin:
+        ensure_an_admin_remains()
+    # Only once the change is known to be allowed: a refused one changes nothing.
+    # The session rows go with the user; the store marks outlive them.
+    revocation.revoke_sessions(user.id, user_sessions, whole_user=True)
+    db.session.commit()

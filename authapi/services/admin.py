@@ -1,0 +1,154 @@
+"""User administration, shared by the admin endpoints and the CLI.
+
+``actor`` names who acts, for the audit log: a User, or a string such as
+``"cli"``.
+"""
+
+import logging
+import math
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+
+from .. import errors
+from ..extensions import db
+from ..models import User
+from ..security import hash_password, password_problems
+from . import accounts, recovery, sessions
+
+log = logging.getLogger("authapi.admin")
+
+
+def _audit(actor, action: str, target: User, **fields) -> None:
+    who = f"admin {actor.id}" if isinstance(actor, User) else str(actor)
+    described = ", ".join(f"{k}={v}" for k, v in fields.items())
+    log.info(
+        "%s: %s user %s%s", who, action, target.id, f" ({described})" if described else "",
+        extra={
+            "event": f"admin_{action.replace(' ', '_')}",
+            "actor": who,
+            "target_user_id": target.id,
+            **fields,
+        },
+    )
+
+
+@dataclass
+class Page:
+    items: list[User]
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return math.ceil(self.total / self.per_page)
+
+
+def list_users(page=1, per_page=20, q=None, role=None, is_active=None) -> Page:
+    """Users in a stable order (by id), filtered and paginated."""
+    query = select(User)
+    if q:
+        needle = q.lower()
+        query = query.where(
+            func.lower(User.email).contains(needle, autoescape=True)
+            | func.lower(User.username).contains(needle, autoescape=True)
+        )
+    if role is not None:
+        query = query.where(User.role == role)
+    if is_active is not None:
+        query = query.where(User.is_active.is_(is_active))
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    items = db.session.scalars(
+        query.order_by(User.id).limit(per_page).offset((page - 1) * per_page)
+    ).all()
+    return Page(list(items), page, per_page, total)
+
+
+def get_user(user_id: int) -> User:
+    """Raises NotFound."""
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise errors.NotFound("User not found.")
+    return user
+
+
+def get_user_by_email(email: str) -> User:
+    """Raises NotFound."""
+    user = db.session.scalar(select(User).where(func.lower(User.email) == email.lower()))
+    if user is None:
+        raise errors.NotFound(f"No user with email {email}.")
+    return user
+
+
+def create_user(actor, email, username, password, full_name=None, role="user", is_verified=False) -> User:
+    """Create an account (registration rules, whether or not registration is
+    open). Raises Conflict."""
+    details = accounts.check_unique(email, username)
+    if details:
+        raise errors.Conflict("The email or username is already taken.", details)
+    user = User(
+        email=email,
+        username=username,
+        full_name=full_name,
+        password_hash=hash_password(password),
+        role=role,
+        is_verified=is_verified,
+    )
+    db.session.add(user)
+    accounts.commit_unique(email, username)
+    _audit(actor, "create", user, role=role)
+    if not user.is_verified:
+        recovery.send_verification_email(user)
+    return user
+
+
+def update_user(actor, user: User, **changes) -> User:
+    """Apply ``full_name``, ``username``, ``email``, ``role``, ``is_active`` and
+    ``is_verified``. A role change or deactivation revokes the user's tokens at
+    once; a new email is unverified unless ``is_verified`` says otherwise.
+    Raises Conflict (taken email or username, last active admin)."""
+    changed = {k: v for k, v in changes.items() if getattr(user, k) != v}
+    if "email" in changed and changed["email"].lower() == user.email.lower():
+        changed.pop("email")
+        user.email = changes["email"]  # only the letter case differs
+    details = accounts.check_unique(changed.get("email"), changed.get("username"), exclude_id=user.id)
+    if details:
+        raise errors.Conflict("The email or username is already taken.", details)
+
+    demoting = ("role" in changed or changed.get("is_active") is False) and accounts.removing_admin(user)
+    revoke = "role" in changed or changed.get("is_active") is False
+    user_sessions = sessions.active_sessions(user) if revoke else []
+    for field, value in changed.items():
+        setattr(user, field, value)
+    if "email" in changed and "is_verified" not in changes:
+        user.is_verified = False
+    if demoting:
+        accounts.ensure_an_admin_remains()
+    if revoke:
+        # After the checks: a refused change must not end anyone's sessions.
+        sessions.revoke_sessions(user, user_sessions, whole_user=True)
+    accounts.commit_unique(changed.get("email"), changed.get("username"), exclude_id=user.id)
+    if changed:
+        _audit(actor, "update", user, fields=",".join(sorted(changed)))
+    if "email" in changed and not user.is_verified:
+        recovery.send_verification_email(user)
+    return user
+
+
+def set_password(actor, user: User, password: str) -> None:
+    """Set a user's password; their sessions end. Raises ValidationFailed."""
+    problems = password_problems(password, username=user.username, email=user.email)
+    if problems:
+        raise errors.ValidationFailed(details={"password": problems})
+    user.password_hash = hash_password(password)
+    recovery.void_tokens(user, recovery.PASSWORD_RESET)
+    sessions.revoke_sessions(user, sessions.active_sessions(user), whole_user=True)
+    db.session.commit()
+    _audit(actor, "set password", user)
+
+
+def delete_user(actor, user: User) -> None:
+    """Delete an account; its tokens stop working. Raises Conflict (last admin)."""
+    accounts.delete_user(user)
+    _audit(actor, "delete", user)
