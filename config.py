@@ -16,6 +16,11 @@ class ConfigError(RuntimeError):
     """A setting is missing or invalid; the message is one line for operators."""
 
 
+SYMMETRIC_ALGORITHMS = {"HS256", "HS384", "HS512"}
+# Signed with a private key from a file; the public keys are published as a JWKS.
+ASYMMETRIC_ALGORITHMS = {"RS256", "ES256", "EdDSA"}
+
+
 def _bool(value: str) -> bool:
     if value.strip().lower() in {"1", "true", "yes", "on"}:
         return True
@@ -76,6 +81,9 @@ class Config:
         self.SECRET_KEY = get("SECRET_KEY") or None
         self.JWT_SECRET_KEY = get("JWT_SECRET_KEY") or None
         self.JWT_ALGORITHM = get("JWT_ALGORITHM", "HS256")
+        self.JWT_PRIVATE_KEY_FILE = get("JWT_PRIVATE_KEY_FILE") or None
+        self.JWT_PUBLIC_KEY_FILE = get("JWT_PUBLIC_KEY_FILE") or None
+        self.JWT_PREVIOUS_PUBLIC_KEY_FILE = get("JWT_PREVIOUS_PUBLIC_KEY_FILE") or None
         self.JWT_ISSUER = get("JWT_ISSUER") or None
         self.JWT_AUDIENCE = get("JWT_AUDIENCE") or None
 
@@ -153,16 +161,32 @@ class Config:
         self.JWT_ENCODE_ISSUER = self.JWT_DECODE_ISSUER = self.JWT_ISSUER
         self.JWT_ENCODE_AUDIENCE = self.JWT_DECODE_AUDIENCE = self.JWT_AUDIENCE
         self.JWT_DECODE_LEEWAY = 0
-        # flask-smorest: the OpenAPI document is published by a later step.
+        # flask-smorest publishes the document at /openapi.json and Swagger UI
+        # at /docs, with the UI's files served by the app (authapi.docs).
         self.API_TITLE = "authapi"
         self.API_VERSION = "1.0.0"
         self.OPENAPI_VERSION = "3.0.3"
+        self.OPENAPI_URL_PREFIX = "/"
+        self.OPENAPI_JSON_PATH = "openapi.json"
+        self.OPENAPI_SWAGGER_UI_PATH = "docs"
+        self.OPENAPI_SWAGGER_UI_URL = "/docs/assets/"
         self.JSON_SORT_KEYS = False
 
     def validate(self):
         """Raise ConfigError for a configuration this environment must refuse."""
-        if self.JWT_ALGORITHM not in {"HS256", "HS384", "HS512"}:
+        if self.JWT_ALGORITHM not in SYMMETRIC_ALGORITHMS | ASYMMETRIC_ALGORITHMS:
             raise ConfigError(f"JWT_ALGORITHM {self.JWT_ALGORITHM!r} is not supported")
+        if self.JWT_ALGORITHM in ASYMMETRIC_ALGORITHMS:
+            # There is no stand-in: a key made up per process would not verify
+            # on the other workers or hosts. The keys themselves are checked by
+            # authapi.keys when the app is built.
+            for name in ("JWT_PRIVATE_KEY_FILE", "JWT_PUBLIC_KEY_FILE"):
+                if not getattr(self, name):
+                    raise ConfigError(f"JWT_ALGORITHM {self.JWT_ALGORITHM} needs {name}")
+            for name in ("JWT_PRIVATE_KEY_FILE", "JWT_PUBLIC_KEY_FILE", "JWT_PREVIOUS_PUBLIC_KEY_FILE"):
+                path = getattr(self, name)
+                if path and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+                    raise ConfigError(f"{name} {path!r} is not a readable file")
         if self.PASSWORD_MIN_LENGTH < 1 or self.PASSWORD_MIN_LENGTH > 256:
             raise ConfigError("PASSWORD_MIN_LENGTH must be between 1 and 256")
         for name in ("ACCESS_TOKEN_TTL", "REFRESH_TOKEN_TTL", "MAX_CONTENT_LENGTH"):
@@ -206,7 +230,11 @@ class ProductionConfig(Config):
         pass
 
     def validate(self):
-        for name in ("SECRET_KEY", "JWT_SECRET_KEY"):
+        # JWT_SECRET_KEY signs nothing when the tokens are signed with a key file.
+        secrets_needed = ["SECRET_KEY"]
+        if self.JWT_ALGORITHM not in ASYMMETRIC_ALGORITHMS:
+            secrets_needed.append("JWT_SECRET_KEY")
+        for name in secrets_needed:
             value = getattr(self, name)
             if not value:
                 raise ConfigError(f"{name} is required in production")

@@ -1,7 +1,14 @@
 """gunicorn settings, all from the environment (API.md §5: PORT, WEB_CONCURRENCY)."""
 
+import json
 import os
+import shutil
 import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from gunicorn.glogging import Logger
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -19,7 +26,10 @@ threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 # one line instead of every worker failing in turn.
 preload_app = True
 timeout = 30
-graceful_timeout = 30
+# On SIGTERM workers finish their requests for up to this long. Heroku and
+# Kubernetes kill 30 s after SIGTERM: stop before that (docker stop waits only
+# 10 s unless given --time / stop_grace_period, see the README).
+graceful_timeout = 25
 keepalive = 5
 
 # Client IPs and the scheme come from ProxyFix (PROXY_FIX_X_FOR) in the app only;
@@ -29,6 +39,81 @@ secure_scheme_headers = {}
 
 accesslog = "-"
 errorlog = "-"
+
+# prometheus-client's multi-process mode (authapi.metrics): every worker keeps
+# its counters in files in this directory and /metrics adds them up. It must be
+# set before the app, and so prometheus_client, is imported (preload_app imports
+# it right after this file), and it must start empty: files of an earlier run
+# would be added to this one's counts.
+_own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _own_metrics_dir:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="authapi-metrics-")
+else:
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+    for stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server, worker):
+    # A dead worker's counters stay in the totals; only its live gauges go.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+class JsonLineFormatter:
+    """The app's JSON log line (authapi.logs): time, level, logger, message,
+    then the record's fields."""
+
+    def format(self, record):
+        line = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **getattr(record, "fields", {}),
+        }
+        return json.dumps(line, default=str)
+
+
+class JsonLogger(Logger):
+    """gunicorn's own lines and its access log as one JSON object a line."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(JsonLineFormatter())
+
+    def access(self, resp, req, environ, request_time):
+        if not self.access_log_enabled:
+            return
+        headers = {name.lower(): value for name, value in resp.headers}
+        status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
+        fields = {
+            "method": environ.get("REQUEST_METHOD"),
+            # The path only: a query string may carry anything a client put there.
+            "path": environ.get("PATH_INFO"),
+            "status": int(status),
+            "duration_ms": round(request_time.total_seconds() * 1000, 2),
+            "request_id": headers.get("x-request-id"),
+            "remote_addr": environ.get("REMOTE_ADDR"),
+            "response_bytes": getattr(resp, "sent", None),
+        }
+        self.access_log.info("request", extra={"fields": fields})
+
+
+# The same format as the app's logs (LOG_FORMAT, json by default in production).
+_log_format = os.environ.get("LOG_FORMAT") or (
+    "json" if os.environ.get("AUTHAPI_ENV") == "production" else "text"
+)
+if _log_format == "json":
+    logger_class = JsonLogger
 
 # gunicorn 24+ opens a control socket at one fixed path per user; several
 # instances on one host (tests, blue/green) would fight over it, and we do not use it.

@@ -8,7 +8,8 @@ from sqlalchemy import event
 
 from config import load_config
 
-from . import auth, security, users  # noqa: F401  security registers the JWT callbacks
+from . import auth, docs, health, keys, metrics, users
+from . import security  # noqa: F401  registers the JWT callbacks
 from .cli import register_commands
 from .errors import register_error_handlers
 from .extensions import api, db, jwt, migrate, token_store
@@ -36,7 +37,9 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=_migrations_directory())
     jwt.init_app(app)
-    api.init_app(app)
+    keys.init_app(app)
+    api.init_app(app, spec_kwargs={"extra_plugins": [docs.OperationDocs(app)]})
+    metrics.init_app(app)
     token_store.init_app(app)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         with app.app_context():
@@ -46,6 +49,10 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     api.register_blueprint(auth.bp)
     api.register_blueprint(users.bp)
+    api.register_blueprint(health.bp)
+    api.register_blueprint(metrics.bp)
+    api.register_blueprint(keys.bp)
+    app.register_blueprint(docs.assets)
 
 
 def configure_logging(app: Flask) -> None:

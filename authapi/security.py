@@ -10,7 +10,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from flask import current_app
 from flask_jwt_extended.exceptions import JWTDecodeError
 
-from . import errors, revocation
+from . import errors, keys, revocation
 from .extensions import db, jwt
 from .models import ROLES, User
 
@@ -121,7 +121,18 @@ def decode_key(header, unverified_claims):
     # None; the contract calls any missing claim invalid, so check the raw ones
     # here, before the signature check (a forged token fails either way).
     _check_claims(unverified_claims)
-    return current_app.config["JWT_SECRET_KEY"]
+    return keys.verification_key(header)
+
+
+@jwt.encode_key_loader
+def encode_key(identity):
+    return keys.signing_key()
+
+
+@jwt.additional_headers_loader
+def token_headers(identity) -> dict:
+    # The kid names the key in /.well-known/jwks.json that verifies the token.
+    return keys.token_headers()
 
 
 @jwt.token_in_blocklist_loader

@@ -4,7 +4,7 @@ from flask import current_app
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from .. import errors, revocation
+from .. import errors, metrics, revocation
 from ..extensions import db
 from ..models import User, utcnow
 from ..security import hash_password, needs_rehash, password_problems, verify_password
@@ -68,6 +68,7 @@ def register(email: str, username: str, password: str, full_name: str | None = N
     return user
 
 
+@metrics.count_login
 def login(username: str, password: str, user_agent: str | None, ip: str | None) -> dict:
     """Check credentials and start a session. Raises InvalidCredentials alike
     for an unknown user, a wrong password and a deactivated account."""

@@ -7,7 +7,7 @@ from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token
 from sqlalchemy import delete, select, update
 
-from .. import errors, revocation
+from .. import errors, metrics, revocation
 from ..extensions import db
 from ..models import AuthSession, User, utcnow
 
@@ -91,6 +91,7 @@ def rotate_refresh_token(user: User, claims: dict) -> dict:
     current_app.logger.warning(
         "refresh token reuse detected", extra={"event": "refresh_reuse", "user_id": user.id}
     )
+    metrics.REFRESH_REUSE.inc()
     revoke_sessions(user, [session])
     db.session.commit()
     raise errors.TokenReused()

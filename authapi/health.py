@@ -1,0 +1,96 @@
+"""The /health blueprint: liveness and readiness probes for load balancers and
+orchestrators. No authentication: a probe carries no credentials."""
+
+import logging
+import threading
+import time
+
+from flask import g
+from marshmallow import Schema, fields, validate
+from sqlalchemy import text
+
+from .extensions import Blueprint, db, token_store
+
+log = logging.getLogger("authapi.health")
+
+# A probe must answer before the load balancer gives up on it (often 5 s), even
+# when a backend hangs instead of refusing: a dropped packet can hold a TCP
+# connect for minutes. Both checks run at once, so this bounds the whole answer.
+CHECK_TIMEOUT = 2.0
+
+bp = Blueprint("health", __name__, url_prefix="/health", description="Health probes")
+
+STATUS = fields.String(required=True, validate=validate.OneOf(["ok", "error"]))
+
+
+class LiveOut(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["ok"]))
+
+
+class ChecksOut(Schema):
+    database = STATUS
+    redis = STATUS
+
+
+class ReadyOut(Schema):
+    status = STATUS
+    checks = fields.Nested(ChecksOut, required=True)
+
+
+@bp.get("/live")
+@bp.response(200, LiveOut)
+def live():
+    """The process serves requests; it checks nothing else."""
+    return {"status": "ok"}
+
+
+@bp.get("/ready")
+@bp.response(200, ReadyOut)
+@bp.alt_response(503, schema=ReadyOut, description="A backing service failed its check")
+def ready():
+    """The database answers SELECT 1 and Redis answers PING (without
+    ``REDIS_URL`` in development the in-process store, which is always ok)."""
+    checks = run_checks({"database": _database_check(), "redis": token_store.backend.ping})
+    ok = all(result == "ok" for result in checks.values())
+    return {"status": "ok" if ok else "error", "checks": checks}, 200 if ok else 503
+
+
+def _database_check():
+    engine = db.engine  # resolved here: the check thread has no app context
+
+    def check():
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    return check
+
+
+def run_checks(checks: dict) -> dict:
+    """Run each check in its own thread; "ok" for those that return within
+    CHECK_TIMEOUT without raising, "error" for the rest."""
+    results = {name: "error" for name in checks}
+    request_id = g.get("request_id")
+
+    def run(name, check):
+        try:
+            check()
+        except Exception as exc:  # any failure of a backend is a failed check
+            # The type only: a driver's message may carry a host or user name.
+            log.warning("readiness check %s failed: %s", name, type(exc).__name__,
+                        extra={"request_id": request_id})
+        else:
+            results[name] = "ok"
+
+    threads = {name: threading.Thread(target=run, args=(name, check), daemon=True)
+               for name, check in checks.items()}
+    deadline = time.monotonic() + CHECK_TIMEOUT
+    for thread in threads.values():
+        thread.start()
+    for thread in threads.values():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    # A hung check is left to finish on its own; it can only write to `results`.
+    answer = dict(results)
+    for name, thread in threads.items():
+        if thread.is_alive():
+            log.warning("readiness check %s timed out", name, extra={"request_id": request_id})
+    return answer

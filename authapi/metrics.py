@@ -1,0 +1,166 @@
+"""Prometheus metrics and the /metrics endpoint.
+
+Under gunicorn every worker is a process with its own counters; with
+``PROMETHEUS_MULTIPROC_DIR`` set (gunicorn.conf.py sets it before the app is
+imported) prometheus-client keeps them in files there and /metrics adds up all
+workers, so a scrape answered by any worker gives the same totals. Without it
+(tests, ``flask run``) the counters of the one process are served.
+"""
+
+import logging
+import os
+import time
+from functools import wraps
+
+from flask import Response, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import errors
+from .extensions import Blueprint, db
+from .models import AuthSession, utcnow
+
+log = logging.getLogger("authapi.metrics")
+
+REQUESTS = Counter(
+    "authapi_http_requests_total",
+    "HTTP requests answered, by Flask endpoint, method and status code.",
+    ["endpoint", "method", "status"],
+)
+LATENCY = Histogram(
+    "authapi_http_request_duration_seconds",
+    "Time to answer an HTTP request, by Flask endpoint, method and status code.",
+    ["endpoint", "method", "status"],
+)
+LOGINS = Counter(
+    "authapi_logins_total",
+    "Login attempts by outcome: success or the error code of the refusal.",
+    ["outcome"],
+)
+REFRESH_REUSE = Counter(
+    "authapi_refresh_token_reuse_total",
+    "Spent refresh tokens presented again; each detection ends its session.",
+)
+
+# Requests no route matched get one label value, not their path: a scanner
+# must not be able to create a time series per URL it tries.
+UNMATCHED = "unmatched"
+START_KEY = "authapi.metrics.start"
+
+
+def count_login(login):
+    """Decorate the login service: count each attempt by its outcome."""
+
+    @wraps(login)
+    def wrapper(*args, **kwargs):
+        try:
+            result = login(*args, **kwargs)
+        except errors.APIError as exc:
+            LOGINS.labels(outcome=exc.code).inc()
+            raise
+        except Exception:
+            LOGINS.labels(outcome="error").inc()
+            raise
+        LOGINS.labels(outcome="success").inc()
+        return result
+
+    return wrapper
+
+
+class _StartTimer:
+    """WSGI middleware noting when a request arrived, before any Flask hook
+    (a before_request hook that refuses the request still gets it timed)."""
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        environ[START_KEY] = time.perf_counter()
+        return self.wsgi_app(environ, start_response)
+
+
+def _record(response):
+    labels = {
+        "endpoint": request.endpoint or UNMATCHED,
+        "method": request.method,
+        "status": str(response.status_code),
+    }
+    REQUESTS.labels(**labels).inc()
+    started = request.environ.get(START_KEY)
+    if started is not None:
+        LATENCY.labels(**labels).observe(time.perf_counter() - started)
+    return response
+
+
+def init_app(app) -> None:
+    app.wsgi_app = _StartTimer(app.wsgi_app)
+    app.after_request(_record)
+
+
+def _active_sessions():
+    """A gauge family read from the database at scrape time: correct whichever
+    worker answers, and nothing to keep in step on login, logout or expiry."""
+    try:
+        count = db.session.scalar(
+            select(func.count())
+            .select_from(AuthSession)
+            .where(AuthSession.revoked_at.is_(None), AuthSession.expires_at > utcnow())
+        )
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        # The rest of the metrics stay scrapeable while the database is down.
+        log.warning("active sessions not counted: %s", type(exc).__name__)
+        return None
+    gauge = GaugeMetricFamily("authapi_active_sessions", "Sessions neither ended nor expired.")
+    gauge.add_metric([], count)
+    return gauge
+
+
+class _Families:
+    def __init__(self, families):
+        self.families = families
+
+    def collect(self):
+        return self.families
+
+
+def exposition() -> bytes:
+    """Every metric in the Prometheus text format."""
+    # prometheus-client chose file-backed values from this variable when it was
+    # imported; read it the same way (it is not an app setting).
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    output = generate_latest(registry)
+    gauge = _active_sessions()
+    if gauge is not None:
+        extra = CollectorRegistry()
+        extra.register(_Families([gauge]))
+        output += generate_latest(extra)
+    return output
+
+
+bp = Blueprint("metrics", __name__, description="Prometheus metrics")
+
+
+@bp.get("/metrics")
+@bp.doc(responses={"200": {
+    "description": "Prometheus text exposition format",
+    "content": {"text/plain": {"schema": {"type": "string"}}},
+}})
+def metrics():
+    """Request counts and latencies, logins by outcome, refresh-token reuse,
+    active sessions; the sum over all gunicorn workers."""
+    return Response(exposition(), content_type=CONTENT_TYPE_LATEST)

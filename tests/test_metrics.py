@@ -1,0 +1,160 @@
+"""/metrics on a real gunicorn with several workers over PostgreSQL and Redis
+(API.md §3 Operations): counts are exact whichever worker served a request
+and whichever worker answers the scrape. Also gunicorn's JSON access log."""
+
+import json
+import shutil
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+import requests
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
+
+from authapi import create_app
+
+from .conftest import PASSWORD, Server, base_env, bearer, reset_database
+
+WORKERS = 3
+
+
+@pytest.fixture(scope="module")
+def server(postgres_url, redis_url, tmp_path_factory):
+    redis.Redis.from_url(redis_url).flushdb()
+    metrics_dir = tmp_path_factory.mktemp("metrics")
+    env = base_env(postgres_url, redis_url, PROMETHEUS_MULTIPROC_DIR=metrics_dir, LOG_FORMAT="json")
+    log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+    server = Server(env, log_path, workers=WORKERS).migrate()
+    reset_database(create_app("testing", environ=env))
+    server.metrics_dir = metrics_dir
+    server.start()
+    yield server
+    server.stop()
+    redis.Redis.from_url(redis_url).flushdb()
+
+
+def scrape(server) -> dict:
+    """{(sample name, frozenset of labels): value} from one GET /metrics."""
+    response = requests.get(server.url + "/metrics", timeout=5)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def labels(**values):
+    return frozenset(values.items())
+
+
+LIVE = labels(endpoint="health.live", method="GET", status="200")
+
+
+def per_worker_counts(server) -> dict:
+    """{pid: requests to /health/live counted by that process}, read from each
+    process's own file with prometheus-client's public collector."""
+    counts = {}
+    for path in server.metrics_dir.glob("counter_*.db"):
+        alone = server.metrics_dir.parent / f"alone-{uuid.uuid4().hex}"
+        alone.mkdir()
+        shutil.copy(path, alone)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(alone))
+        pid = int(path.stem.split("_")[1])
+        counts[pid] = registry.get_sample_value("authapi_http_requests_total", dict(LIVE)) or 0
+        shutil.rmtree(alone)
+    return counts
+
+
+def test_request_count_is_exact_across_workers(server):
+    sent = 0
+    with ThreadPoolExecutor(12) as pool:
+        # Connections are spread by the kernel; send batches until at least two
+        # workers have served some (almost always after the first).
+        for _ in range(10):
+            statuses = list(pool.map(
+                lambda _: requests.get(server.url + "/health/live", timeout=5).status_code, range(40)
+            ))
+            assert statuses == [200] * 40
+            sent += 40
+            if sum(1 for count in per_worker_counts(server).values() if count) >= 2:
+                break
+    counts = per_worker_counts(server)
+    assert sum(1 for count in counts.values() if count) >= 2, counts
+    assert sum(counts.values()) == sent
+
+    # Every scrape, whichever worker answers it, has the total.
+    for _ in range(2 * WORKERS):
+        samples = scrape(server)
+        assert samples[("authapi_http_requests_total", LIVE)] == sent
+        assert samples[("authapi_http_request_duration_seconds_count", LIVE)] == sent
+        assert samples[("authapi_http_request_duration_seconds_bucket", LIVE | labels(le="+Inf"))] == sent
+
+
+def login(server, username, password):
+    return requests.post(server.url + "/auth/login", json={"username": username, "password": password},
+                         timeout=5)
+
+
+def test_logins_by_outcome_refresh_reuse_and_active_sessions(server):
+    before = scrape(server)
+    response = requests.post(server.url + "/auth/register", timeout=5, json={
+        "email": "ada@example.com", "username": "ada", "password": PASSWORD})
+    assert response.status_code == 201
+    for _ in range(3):
+        assert login(server, "ada", "not the password at all").status_code == 401
+    assert login(server, "nobody", "not the password at all").status_code == 401
+    first = login(server, "ada", PASSWORD).json()
+    login(server, "ada", PASSWORD).raise_for_status()
+    refresh = lambda token: requests.post(server.url + "/auth/refresh", headers=bearer(token), timeout=5)  # noqa: E731
+    assert refresh(first["refresh_token"]).status_code == 200
+    reused = refresh(first["refresh_token"])
+    assert (reused.status_code, reused.json()["error"]["code"]) == (401, "token_reused")
+
+    after = scrape(server)
+
+    def delta(name, sample_labels=frozenset()):
+        return after.get((name, sample_labels), 0) - before.get((name, sample_labels), 0)
+
+    assert delta("authapi_logins_total", labels(outcome="success")) == 2
+    assert delta("authapi_logins_total", labels(outcome="invalid_credentials")) == 4
+    assert delta("authapi_refresh_token_reuse_total") == 1
+    # Two sessions started; the reuse ended the first.
+    assert delta("authapi_active_sessions") == 1
+    assert delta("authapi_http_requests_total", labels(endpoint="auth.login", method="POST", status="401")) == 4
+
+
+def test_unmatched_paths_share_one_label(server):
+    probe = uuid.uuid4().hex
+    assert requests.get(f"{server.url}/no/such/{probe}", timeout=5).status_code == 404
+    text = requests.get(server.url + "/metrics", timeout=5).text
+    assert probe not in text
+    samples = scrape(server)
+    assert samples[("authapi_http_requests_total", labels(endpoint="unmatched", method="GET", status="404"))] >= 1
+
+
+def access_lines(server) -> list[dict]:
+    lines = [json.loads(line) for line in server.log_path.read_text().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("logger") == "gunicorn.access"]
+
+
+def test_access_log_is_json_without_query_strings(server):
+    secret = uuid.uuid4().hex
+    response = requests.get(f"{server.url}/health/live?token={secret}", timeout=5)
+    request_id = response.headers["X-Request-ID"]
+    # gunicorn writes the line once the response is sent.
+    deadline = time.monotonic() + 5
+    while not [e for e in access_lines(server) if e.get("request_id") == request_id]:
+        assert time.monotonic() < deadline, "no access log line for the request"
+        time.sleep(0.05)
+    (line,) = [e for e in access_lines(server) if e.get("request_id") == request_id]
+    assert line["message"] == "request" and line["level"] == "INFO"
+    assert (line["method"], line["path"], line["status"]) == ("GET", "/health/live", 200)
+    assert isinstance(line["duration_ms"], float) and line["time"].endswith("+00:00")
+    assert secret not in server.log_path.read_text()
