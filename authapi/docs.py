@@ -3,16 +3,15 @@
 flask-smorest builds the document from the marshmallow schemas of each view.
 ``OperationDocs`` adds what the views do not declare: the bearer security of
 each endpoint and the errors it can answer, all in the one envelope of API.md
-§1. It reads them off the view itself (the ``jwt_required`` and role guard
-decorators, path and query parameters, the request body), so a new endpoint is
-documented correctly without repeating its rules here. Only the refusals that
-come from the business rules of an endpoint are listed by name below.
+§1. It reads them off the view itself (a decorator that checks a token, the
+role guard, path and query parameters, the request body), so a new endpoint is
+documented without repeating its rules here. Only the refusals that come from
+an endpoint's business rules, and which endpoint takes a refresh token, are
+listed by name below.
 
 Swagger UI's files come from the swagger-ui-bundle package and are served by
 the app: the page works offline and loads nothing from a CDN.
 """
-
-import inspect
 
 from apispec import BasePlugin
 from flask import Blueprint, send_from_directory
@@ -78,18 +77,30 @@ BUSINESS_ERRORS = {
 # Blueprints behind the rate limits whose endpoints reach the database or Redis.
 API_BLUEPRINTS = {"auth", "users"}
 
-JWT_GUARD = "jwt_required.<locals>.wrapper.<locals>.decorator"
+# Endpoints that take a refresh token (as the bearer, or in the JSON body or
+# the browser cookie instead) rather than an access token.
+REFRESH_TOKEN_ENDPOINTS = {"auth.refresh"}
 ROLE_GUARD = "role_required.<locals>.decorator.<locals>.wrapper"
 
 
-def _decorators(view):
-    """(qualified name of the code, function) of each layer of a decorated
-    view, outermost first, following functools.wraps' __wrapped__."""
+def _layers(view):
+    """The code objects of each layer of a decorated view, outermost first,
+    following functools.wraps' __wrapped__."""
     while view is not None:
         code = getattr(view, "__code__", None)
         if code is not None:
-            yield code.co_qualname, view
+            yield code
         view = getattr(view, "__wrapped__", None)
+
+
+def _requires_token(view) -> bool:
+    # jwt_required() and our own token decorators all end in this call; a test
+    # checks the result against what the live endpoints answer without a token.
+    return any("verify_jwt_in_request" in code.co_names for code in _layers(view))
+
+
+def _has_role_guard(view) -> bool:
+    return any(code.co_qualname == ROLE_GUARD for code in _layers(view))
 
 
 def _body_is_optional(view) -> bool:
@@ -131,22 +142,20 @@ class OperationDocs(BasePlugin):
         view = self.app.view_functions.get(rule.endpoint) if rule is not None else None
         if view is None:
             return
-        layers = dict(_decorators(view))
         common = set(BUSINESS_ERRORS.get(rule.endpoint, ()))
         if rule.arguments:
             common.add(404)
         if rule.endpoint.split(".")[0] in API_BLUEPRINTS:
             common |= {429, 503}
         security = None
-        if JWT_GUARD in layers:
-            guard = inspect.getclosurevars(layers[JWT_GUARD]).nonlocals
-            scheme = "refreshToken" if guard.get("refresh") else "accessToken"
-            security = [{scheme: []}]
-            # Optional auth, or (refresh) a token that may come in the body instead.
-            if guard.get("optional") or "json" in (guard.get("locations") or ()):
-                security.append({})
+        if _requires_token(view):
+            if rule.endpoint in REFRESH_TOKEN_ENDPOINTS:
+                # {}: the token may come in the body instead of the header.
+                security = [{"refreshToken": []}, {}]
+            else:
+                security = [{"accessToken": []}]
             common.add(401)
-        if ROLE_GUARD in layers:
+        if _has_role_guard(view):
             common.add(403)
         for operation in operations.values():
             statuses = set(common)

@@ -1,0 +1,215 @@
+"""The OpenAPI document (/openapi.json), the /docs page, and Schemathesis
+against a real gunicorn over PostgreSQL and Redis: whatever it sends, no 500,
+and every answer (status, content type, headers, body) is the documented one.
+"""
+
+import re
+import uuid
+
+import pytest
+import redis
+import requests
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis import checks
+
+from authapi import create_app
+from authapi.extensions import db
+from authapi.models import User
+from authapi.security import hash_password
+
+from .conftest import PASSWORD, Server, base_env, reset_database
+
+NON_API_ENDPOINTS = {"static", "api-docs.openapi_json", "api-docs.openapi_swagger_ui", "docs_assets.asset"}
+
+CHECKS = [
+    checks.not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_headers_conformance,
+    checks.response_schema_conformance,
+]
+# Without a token Schemathesis's own invalid requests must be refused too. (With
+# one it cannot tell: it counts a request it meant to send without the token
+# as invalid, and we always add a valid one.)
+ANONYMOUS_CHECKS = [*CHECKS, checks.negative_data_rejection]
+# A few examples per operation keep the run near a minute on two cores; a
+# failure is still shrunk to its smallest request.
+FUZZ = settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+                           HealthCheck.function_scoped_fixture],
+)
+
+
+@pytest.fixture(scope="module")
+def spec(sqlite_url):
+    app = create_app("testing", environ=base_env(sqlite_url, None))
+    return app, app.test_client().get("/openapi.json").get_json()
+
+
+def openapi_path(rule) -> str:
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+
+
+def test_document_describes_every_route(spec):
+    app, document = spec
+    assert document["openapi"].startswith("3.")
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in NON_API_ENDPOINTS:
+            continue
+        operations = document["paths"].get(openapi_path(rule), {})
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert method.lower() in operations, (rule.rule, method)
+
+
+def test_protected_operations_declare_their_bearer_token(spec):
+    _, document = spec
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["accessToken"] == {**schemes["accessToken"], "type": "http", "scheme": "bearer"}
+    paths = document["paths"]
+    assert paths["/users/me"]["get"]["security"] == [{"accessToken": []}]
+    assert paths["/users/{user_id}"]["delete"]["security"] == [{"accessToken": []}]
+    # The refresh token may come as the bearer or in the JSON body.
+    assert paths["/auth/refresh"]["post"]["security"] == [{"refreshToken": []}, {}]
+    for path, method in [("/auth/register", "post"), ("/auth/login", "post"), ("/health/ready", "get")]:
+        assert "security" not in paths[path][method]
+    assert "401" in paths["/users/me"]["get"]["responses"]
+    assert "403" in paths["/users"]["get"]["responses"]
+    assert "403" not in paths["/users/me"]["get"]["responses"]
+
+
+def test_declared_security_matches_what_endpoints_answer_without_a_token(spec):
+    # The security of each operation is read off its decorators (authapi.docs);
+    # this holds it to the behaviour: 401 without a token exactly where declared.
+    app, document = spec
+    client = app.test_client()
+    values = {"user_id": "1", "session_id": str(uuid.uuid4())}
+    for path, operations in document["paths"].items():
+        url = re.sub(r"{([^}]+)}", lambda m: values[m.group(1)], path)
+        for method, operation in operations.items():
+            if method == "parameters":
+                continue
+            body = {"json": {}} if "requestBody" in operation else {}
+            response = client.open(url, method=method.upper(), **body)
+            assert (response.status_code == 401) == ("security" in operation), (method, path)
+
+
+def test_every_error_is_documented_in_the_envelope(spec):
+    _, document = spec
+    responses = document["components"]["responses"]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if method == "parameters":
+                continue
+            for status, response in operation["responses"].items():
+                if status.startswith("2") or path == "/health/ready":
+                    continue
+                name = response["$ref"].rsplit("/", 1)[1]
+                schema = responses[name]["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/ErrorOut"}, (path, method, status)
+    body = document["components"]["schemas"]["ErrorBodyOut"]
+    assert set(body["required"]) == {"code", "message"}
+    ready = document["paths"]["/health/ready"]["get"]["responses"]
+    assert ready["503"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ReadyOut"}
+
+
+def test_login_documents_the_oauth2_form(spec):
+    _, document = spec
+    content = document["paths"]["/auth/login"]["post"]["requestBody"]["content"]
+    assert content["application/x-www-form-urlencoded"] == content["application/json"]
+
+
+def test_business_error_table_names_real_endpoints(spec):
+    from authapi.docs import BUSINESS_ERRORS
+
+    app, _ = spec
+    assert set(BUSINESS_ERRORS) <= set(app.view_functions)
+
+
+def test_docs_page_loads_only_assets_the_app_serves(spec):
+    app, _ = spec
+    client = app.test_client()
+    page = client.get("/docs")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    urls = re.findall(r'(?:src|href)="([^"]+)"', html) + re.findall(r'url: "([^"]+)"', html)
+    assert any(url.endswith("swagger-ui-bundle.js") for url in urls)
+    assert "/openapi.json" in urls
+    for url in urls:
+        # Same origin only: no CDN, no protocol-relative URL.
+        assert url.startswith("/") and not url.startswith("//"), url
+        assert client.get(url).status_code == 200, url
+
+
+def test_docs_assets_stay_in_their_directory(spec):
+    app, _ = spec
+    client = app.test_client()
+    for path in ("/docs/assets/../__init__.py", "/docs/assets/%2e%2e/__init__.py", "/docs/assets/nope.js"):
+        response = client.get(path)
+        assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found"
+
+
+# ---------------------------------------------------------------- Schemathesis
+
+
+def served_document() -> dict:
+    app = create_app("testing", environ=base_env("sqlite:///:memory:", None))
+    return app.test_client().get("/openapi.json").get_json()
+
+
+# Loaded at collection, from the same code the live server runs; the server's
+# own /openapi.json is checked to be this very document before any case runs.
+# (schemathesis.pytest.from_fixture would fetch it from the server, but it
+# does not work with pytest 9.)
+DOCUMENT = served_document()
+schema = schemathesis.openapi.from_dict(DOCUMENT)
+
+
+@pytest.fixture(scope="module")
+def live(postgres_url, redis_url, tmp_path_factory):
+    redis.Redis.from_url(redis_url).flushdb()
+    env = base_env(postgres_url, redis_url)
+    server = Server(env, tmp_path_factory.mktemp("gunicorn") / "gunicorn.log", workers=2).migrate()
+    server.app = create_app("testing", environ=env)
+    reset_database(server.app)
+    server.start()
+    assert requests.get(server.url + "/openapi.json", timeout=10).json() == DOCUMENT
+    yield server
+    server.stop()
+    redis.Redis.from_url(redis_url).flushdb()
+
+
+def fresh_admin_pair(server) -> dict:
+    """A token pair of a new active admin: every case gets its own, so a case
+    that logs out, renames or deletes its user cannot spoil the next one."""
+    email = f"admin-{uuid.uuid4().hex[:16]}@example.com"
+    with server.app.app_context():
+        db.session.add(User(email=email, username=email[:22], role="admin", is_verified=True,
+                            password_hash=hash_password(PASSWORD)))
+        db.session.commit()
+    response = requests.post(server.url + "/auth/login", json={"username": email, "password": PASSWORD},
+                             timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def uses_refresh_token(case) -> bool:
+    return any("refreshToken" in requirement for requirement in case.operation.definition.raw.get("security", []))
+
+
+@schema.parametrize()
+@FUZZ
+def test_api_conforms_with_a_valid_token(case, live):
+    pair = fresh_admin_pair(live)
+    token = pair["refresh_token"] if uses_refresh_token(case) else pair["access_token"]
+    case.call_and_validate(base_url=live.url, headers={"Authorization": f"Bearer {token}"},
+                           checks=CHECKS, timeout=10)
+
+
+@schema.parametrize()
+@settings(FUZZ, max_examples=8)
+def test_api_conforms_without_a_token(case, live):
+    case.call_and_validate(base_url=live.url, checks=ANONYMOUS_CHECKS, timeout=10)
