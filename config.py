@@ -7,9 +7,12 @@ so importing this module never fails, and production checks run in
 """
 
 import os
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
+
+from limits import parse_many
 
 
 class ConfigError(RuntimeError):
@@ -19,6 +22,10 @@ class ConfigError(RuntimeError):
 SYMMETRIC_ALGORITHMS = {"HS256", "HS384", "HS512"}
 # Signed with a private key from a file; the public keys are published as a JWKS.
 ASYMMETRIC_ALGORITHMS = {"RS256", "ES256", "EdDSA"}
+
+
+ORIGIN_PATTERN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?\Z")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _bool(value: str) -> bool:
@@ -158,6 +165,27 @@ class Config:
         self.JWT_REFRESH_JSON_KEY = "refresh_token"
         # The double-submit claim only matters when the refresh token is a cookie.
         self.JWT_COOKIE_CSRF_PROTECT = self.REFRESH_TOKEN_COOKIE
+        # Browser clients (API.md §3): the refresh cookie goes only to /auth; the
+        # CSRF cookie is for the page's script to read, so it is on every path.
+        self.JWT_REFRESH_COOKIE_PATH = "/auth"
+        self.JWT_REFRESH_CSRF_COOKIE_PATH = "/"
+        self.JWT_COOKIE_SAMESITE = "Strict"
+        self.JWT_COOKIE_SECURE = self.ENV_NAME == "production"
+        # flask-limiter: Redis shares the counts between workers and hosts; only
+        # the development fallback (no REDIS_URL) counts in process memory.
+        # Response headers are written by authapi.ratelimit, not the extension.
+        self.RATELIMIT_STORAGE_URI = self.REDIS_URL or "memory://"
+        self.RATELIMIT_STORAGE_OPTIONS = (
+            {"socket_timeout": 1.0, "socket_connect_timeout": 1.0} if self.REDIS_URL else {}
+        )
+        self.RATELIMIT_KEY_PREFIX = "authapi"
+        self.RATELIMIT_STRATEGY = "fixed-window"
+        self.RATELIMIT_HEADERS_ENABLED = False
+        # Flask 3.1 would apply TRUSTED_HOSTS to every path itself; the contract
+        # exempts /health/* (load balancers probe by address), so authapi.http
+        # applies the list instead.
+        self.ALLOWED_HOSTS = self.TRUSTED_HOSTS
+        self.TRUSTED_HOSTS = None
         self.JWT_ENCODE_ISSUER = self.JWT_DECODE_ISSUER = self.JWT_ISSUER
         self.JWT_ENCODE_AUDIENCE = self.JWT_DECODE_AUDIENCE = self.JWT_AUDIENCE
         self.JWT_DECODE_LEEWAY = 0
@@ -192,16 +220,50 @@ class Config:
         for name in ("ACCESS_TOKEN_TTL", "REFRESH_TOKEN_TTL", "MAX_CONTENT_LENGTH"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        self.validate_abuse_protection()
+
+    def validate_abuse_protection(self):
+        # Checked here so that a typo stops start-up instead of turning every
+        # request of an endpoint into a 500.
+        for name in ("RATELIMIT_LOGIN", "RATELIMIT_REGISTER", "RATELIMIT_FORGOT", "RATELIMIT_DEFAULT"):
+            value = getattr(self, name)
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ConfigError(f"{name} is not a rate limit like '10 per minute': {value!r}") from None
+        for name in ("LOCKOUT_THRESHOLD", "LOCKOUT_SECONDS"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        if self.PROXY_FIX_X_FOR < 0:
+            raise ConfigError("PROXY_FIX_X_FOR must be 0 or more")
+        for origin in self.CORS_ORIGINS:
+            # Exact origins only: flask-cors would read "*" or other pattern
+            # characters as a regular expression and open the API wider.
+            if not ORIGIN_PATTERN.match(origin):
+                raise ConfigError(
+                    f"CORS_ORIGINS entries must be origins like https://app.example.com, got {origin!r}"
+                )
+        if self.LOG_LEVEL not in LOG_LEVELS:
+            raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {self.LOG_LEVEL!r}")
+        if self.LOG_FORMAT not in ("text", "json"):
+            raise ConfigError(f"LOG_FORMAT must be text or json, got {self.LOG_FORMAT!r}")
 
 
 def engine_options(url: str | None) -> dict:
     if url and url.startswith("sqlite"):
         # Several gunicorn workers write to one file: wait for the lock instead
         # of failing with "database is locked".
-        return {"connect_args": {"timeout": 30}}
+        return {"connect_args": {"timeout": 30}, "hide_parameters": True}
     # pre_ping survives a restarted database or killed connections without a
     # restart of the app; recycle stays under common proxy idle timeouts.
-    return {"pool_pre_ping": True, "pool_recycle": 1800, "pool_size": 5, "max_overflow": 10}
+    # hide_parameters keeps hashes and token digests out of logged SQL errors.
+    return {
+        "pool_pre_ping": True,
+        "pool_recycle": 1800,
+        "pool_size": 5,
+        "max_overflow": 10,
+        "hide_parameters": True,
+    }
 
 
 class DevelopmentConfig(Config):

@@ -1,6 +1,5 @@
 """authapi: an authentication API. ``create_app`` wires the parts together."""
 
-import logging
 from pathlib import Path
 
 from flask import Flask
@@ -12,8 +11,10 @@ from . import auth, docs, health, keys, metrics, users
 from . import security  # noqa: F401  registers the JWT callbacks
 from .cli import register_commands
 from .errors import register_error_handlers
+from . import ratelimit
 from .extensions import api, db, jwt, migrate, token_store
-from .http import register_request_hooks
+from .http import init_cors, register_request_hooks
+from .logs import configure_logging
 
 
 def create_app(config_name: str | None = None, environ=None) -> Flask:
@@ -41,6 +42,8 @@ def register_extensions(app: Flask) -> None:
     api.init_app(app, spec_kwargs={"extra_plugins": [docs.OperationDocs(app)]})
     metrics.init_app(app)
     token_store.init_app(app)
+    ratelimit.init_app(app)
+    init_cors(app)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         with app.app_context():
             event.listen(db.engine, "connect", _sqlite_pragmas)
@@ -53,19 +56,6 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(metrics.bp)
     api.register_blueprint(keys.bp)
     app.register_blueprint(docs.assets)
-
-
-def configure_logging(app: Flask) -> None:
-    level = app.config["LOG_LEVEL"]
-    root = logging.getLogger()
-    if not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        )
-        root.addHandler(handler)
-    root.setLevel(level)
-    app.logger.setLevel(level)
 
 
 def _sqlite_pragmas(dbapi_connection, connection_record):

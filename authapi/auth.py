@@ -3,7 +3,9 @@
 from flask import request
 from flask_jwt_extended import current_user, get_jwt, jwt_required
 
-from .extensions import Blueprint
+from . import cookies
+from .extensions import Blueprint, limiter
+from .ratelimit import limit_from
 from .schemas import (
     EmptyIn,
     ForgotPasswordIn,
@@ -28,6 +30,7 @@ def client_info() -> dict:
 
 
 @bp.post("/register")
+@limiter.limit(limit_from("RATELIMIT_REGISTER"))
 @bp.arguments(RegisterIn)
 @bp.response(201, UserOut)
 def register(data):
@@ -35,18 +38,20 @@ def register(data):
 
 
 @bp.post("/login")
+@limiter.limit(limit_from("RATELIMIT_LOGIN"))
 @bp.arguments(LoginIn, location="json_or_form")
 @bp.response(200, TokenPairOut)
 def login(data):
-    return accounts.login(data["username"], data["password"], **client_info())
+    pair = accounts.login(data["username"], data["password"], **client_info())
+    return cookies.deliver_token_pair(pair)
 
 
 @bp.post("/refresh")
-@jwt_required(refresh=True, locations=["headers", "json"])
+@cookies.refresh_token_required
 @bp.arguments(RefreshIn)
 @bp.response(200, TokenPairOut)
 def refresh(data):
-    return sessions.rotate_refresh_token(current_user, get_jwt())
+    return cookies.deliver_token_pair(sessions.rotate_refresh_token(current_user, get_jwt()))
 
 
 @bp.post("/logout")
@@ -55,6 +60,7 @@ def refresh(data):
 @bp.response(200, MessageOut)
 def logout(data):
     sessions.end_session(current_user, get_jwt()["sid"])
+    cookies.clear_refresh_cookies()
     return {"message": "Logged out."}
 
 
@@ -64,6 +70,7 @@ def logout(data):
 @bp.response(200, MessageOut)
 def logout_all(data):
     sessions.end_all_sessions(current_user)
+    cookies.clear_refresh_cookies()
     return {"message": "Logged out of every session."}
 
 
@@ -86,10 +93,11 @@ def delete_session(session_id):
 @bp.arguments(PasswordChangeIn)
 @bp.response(200, TokenPairOut)
 def change_password(data):
-    return accounts.change_password(current_user, **data, **client_info())
+    return cookies.deliver_token_pair(accounts.change_password(current_user, **data, **client_info()))
 
 
 @bp.post("/password/forgot")
+@limiter.limit(limit_from("RATELIMIT_FORGOT"))
 @bp.arguments(ForgotPasswordIn)
 @bp.response(202, MessageOut)
 def forgot_password(data):

@@ -4,6 +4,7 @@ import logging
 
 import redis
 from flask import g, jsonify
+from flask_jwt_extended.exceptions import CSRFError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -78,6 +79,13 @@ class UnsupportedMediaType(APIError):
 
 class ValidationFailed(APIError):
     status, code, message = 422, "validation_error", "The request data is invalid."
+
+
+class RateLimited(APIError):
+    status, code, message = 429, "rate_limited", "Too many requests; slow down."
+
+    def __init__(self, retry_after: int, message=None):
+        super().__init__(message, headers={"Retry-After": str(max(int(retry_after), 1))})
 
 
 class ServiceUnavailable(APIError):
@@ -186,6 +194,10 @@ def register_error_handlers(app):
     """Route every failure through error_response. Registered after the
     extensions so these replace flask-smorest's HTTPException handler."""
     app.register_error_handler(APIError, handle_api_error)
+    # A refresh cookie without the matching X-CSRF-TOKEN header (API.md §3):
+    # flask-jwt-extended would call it "unauthorized"; the contract says the
+    # token is not acceptable as presented.
+    app.register_error_handler(CSRFError, lambda error: handle_api_error(TokenInvalid()))
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(redis.exceptions.ConnectionError, handle_unavailable)
     app.register_error_handler(redis.exceptions.TimeoutError, handle_unavailable)

@@ -1,6 +1,10 @@
 """Extension objects, created unbound and initialised by ``create_app``."""
 
+from flask import current_app
+from flask_cors import CORS
 from flask_jwt_extended import JWTManager
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 import flask_smorest
 from flask_smorest import Api
@@ -22,6 +26,20 @@ api = Api()
 # Errors are documented in the one envelope of API.md §1, not flask-smorest's.
 api.ERROR_SCHEMA = ErrorOut
 token_store = TokenStore()
+cors = CORS()
+limiter = Limiter(
+    # The client's address as ProxyFix leaves it: with PROXY_FIX_X_FOR=0 that is
+    # the peer, and a client's own X-Forwarded-For changes nothing.
+    key_func=get_remote_address,
+    # Read per request, so each app uses its own setting (endpoints with a
+    # limit of their own, from authapi.ratelimit.limit_from, replace it).
+    default_limits=[lambda: current_app.config["RATELIMIT_DEFAULT"]],
+    # Redis unreachable: count in this process until it is back (fail open).
+    # Limits are a brake on abuse; token checks are what fail closed (503).
+    in_memory_fallback_enabled=True,
+    swallow_errors=True,
+    headers_enabled=False,
+)
 
 
 class Blueprint(flask_smorest.Blueprint):

@@ -1,12 +1,16 @@
-"""Request and response hooks: request ids, body checks, security headers."""
+"""Request and response hooks: proxies, hosts, CORS, request ids, body checks,
+security headers."""
 
 import re
 import uuid
 
-from flask import g, request
+from flask import current_app, g, request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.sansio.utils import host_is_trusted
 
 from . import errors
+from .extensions import cors
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 FORM_ENDPOINTS = {"auth.login"}  # OAuth2 password grant (API.md §1)
@@ -19,12 +23,43 @@ SECURITY_HEADERS = {
     # Every response may carry a token or account data.
     "Cache-Control": "no-store",
 }
+HSTS = "max-age=63072000"
+
+CORS_ALLOW_HEADERS = ["Authorization", "Content-Type", "X-CSRF-TOKEN", "X-Request-ID"]
+CORS_EXPOSE_HEADERS = [
+    "X-Request-ID",
+    "Retry-After",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+    "RateLimit-Policy",
+]
 
 
-def assign_request_id():
-    incoming = request.headers.get("X-Request-ID", "")
-    # Echo only ids that cannot inject anything into logs or headers.
-    g.request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else uuid.uuid4().hex
+def current_request_id() -> str:
+    if g.get("request_id") is None:
+        incoming = request.headers.get("X-Request-ID", "")
+        # Echo only ids that cannot inject anything into logs or headers.
+        g.request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else uuid.uuid4().hex
+    return g.request_id
+
+
+def assign_request_id() -> None:
+    current_request_id()
+
+
+def check_host():
+    """TRUSTED_HOSTS (API.md §5): refuse a Host header naming another host,
+    so nothing can be tricked into trusting a forged one."""
+    allowed = current_app.config["ALLOWED_HOSTS"]
+    # Load balancers probe /health/* by address.
+    if not allowed or request.path.startswith("/health/"):
+        return
+    if not host_is_trusted(request.host, allowed):
+        raise errors.BadRequest("The Host header names a host this API does not serve.")
 
 
 def check_body():
@@ -54,13 +89,38 @@ def _has_body() -> bool:
 
 
 def add_response_headers(response):
-    response.headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
+    # Also for responses made before assign_request_id ran: an extension's
+    # before_request hook (the limiter's) may answer first.
+    response.headers["X-Request-ID"] = current_request_id()
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    # RFC 6797 forbids HSTS over plain HTTP; is_secure is the scheme as the
+    # trusted proxies (PROXY_FIX_X_FOR) report it.
+    if current_app.config["AUTHAPI_ENV"] == "production" and request.is_secure:
+        response.headers.setdefault("Strict-Transport-Security", HSTS)
     return response
 
 
+def init_cors(app):
+    """Cross-origin access for CORS_ORIGINS only; an empty list allows none.
+    Credentials (the refresh cookie) go only to those origins."""
+    cors.init_app(
+        app,
+        origins=app.config["CORS_ORIGINS"],
+        supports_credentials=True,
+        allow_headers=CORS_ALLOW_HEADERS,
+        expose_headers=CORS_EXPOSE_HEADERS,
+        max_age=600,
+    )
+
+
 def register_request_hooks(app):
+    hops = app.config["PROXY_FIX_X_FOR"]
+    if hops:
+        # Trust exactly that many proxies for the client address and scheme;
+        # with 0, X-Forwarded-For and X-Forwarded-Proto are not read at all.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     app.before_request(assign_request_id)
+    app.before_request(check_host)
     app.before_request(check_body)
     app.after_request(add_response_headers)

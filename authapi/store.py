@@ -1,4 +1,4 @@
-"""The shared key-value store behind token revocation (and later lockouts).
+"""The shared key-value store behind token revocation and login lockouts.
 
 Redis in every real deployment; an in-process stand-in for development without
 ``REDIS_URL``. The in-process store is only correct while one process serves,
@@ -34,6 +34,19 @@ class RedisStore:
             pipe.set(key, value, ex=max(int(ttl), 1))
         pipe.execute()
 
+    def incr(self, key: str, ttl: int) -> int:
+        """Add one to a counter and (re)start its life of ``ttl`` seconds, in
+        one atomic round trip. Returns the new count."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.incr(key)
+        pipe.expire(key, max(int(ttl), 1))
+        count, _ = pipe.execute()
+        return int(count)
+
+    def delete(self, *keys: str) -> None:
+        if keys:
+            self.client.delete(*keys)
+
     def ping(self) -> bool:
         return bool(self.client.ping())
 
@@ -60,6 +73,19 @@ class MemoryStore:
                 self._data = {k: v for k, v in self._data.items() if v[1] > now}
             for key, value, ttl in entries:
                 self._data[key] = (value, now + max(int(ttl), 1))
+
+    def incr(self, key: str, ttl: int) -> int:
+        now = time.monotonic()
+        with self._lock:
+            value, expires = self._data.get(key, ("0", 0.0))
+            count = (int(value) if expires > now else 0) + 1
+            self._data[key] = (str(count), now + max(int(ttl), 1))
+            return count
+
+    def delete(self, *keys: str) -> None:
+        with self._lock:
+            for key in keys:
+                self._data.pop(key, None)
 
     def ping(self) -> bool:
         return True
@@ -93,6 +119,12 @@ class TokenStore:
 
     def set_many(self, entries):
         return self.backend.set_many(entries)
+
+    def incr(self, key, ttl):
+        return self.backend.incr(key, ttl)
+
+    def delete(self, *keys):
+        return self.backend.delete(*keys)
 
     def ping(self):
         return self.backend.ping()

@@ -10,6 +10,7 @@ import asyncio
 import email
 import email.policy
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -324,3 +325,28 @@ def gunicorn_server(database_url, redis_url, tmp_path_factory):
     yield server
     server.stop()
     client.flushdb()
+
+
+@pytest.fixture(scope="module")
+def serve(postgres_url, redis_url, tmp_path_factory):
+    """Start real gunicorns on PostgreSQL and the test Redis with extra
+    settings: ``serve(workers=2, **env)``. All stop when the module ends."""
+    servers = []
+
+    def start(workers: int = 2, **extra):
+        if postgres_url not in _migrated:
+            migrate(create_app("testing", environ=base_env(postgres_url, redis_url)))
+            _migrated.add(postgres_url)
+        env = base_env(postgres_url, redis_url, **extra)
+        log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+        server = Server(env, log_path, workers=workers)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    # Quick shutdown of all at once (SIGQUIT): a graceful one waits on idle workers.
+    for server in servers:
+        if server.process and server.process.poll() is None:
+            server.process.send_signal(signal.SIGQUIT)
+    for server in servers:
+        server.stop()

@@ -8,7 +8,7 @@ from .. import errors, metrics, revocation
 from ..extensions import db
 from ..models import User, utcnow
 from ..security import hash_password, needs_rehash, password_problems, verify_password
-from . import recovery, sessions
+from . import lockout, recovery, sessions
 
 
 def find_by_login(login: str) -> User | None:
@@ -71,11 +71,18 @@ def register(email: str, username: str, password: str, full_name: str | None = N
 @metrics.count_login
 def login(username: str, password: str, user_agent: str | None, ip: str | None) -> dict:
     """Check credentials and start a session. Raises InvalidCredentials alike
-    for an unknown user, a wrong password and a deactivated account."""
+    for an unknown user, a wrong password and a deactivated account;
+    RateLimited while ``username`` is locked out after repeated failures."""
+    # Before any password work, and before the look-up, so a locked login
+    # answers the same whether or not the account exists.
+    lockout.check(username)
     user = find_by_login(username)
     if not verify_password(user.password_hash if user else None, password) or not user.is_active:
-        current_app.logger.info("login failed", extra={"event": "login_failed"})
+        user_id = user.id if user else None
+        current_app.logger.info("login failed", extra={"event": "login_failed", "user_id": user_id})
+        lockout.record_failure(username, user_id)
         raise errors.InvalidCredentials()
+    lockout.clear(username, user.username, user.email)
     # Only after the password is right, so this says nothing to a guesser.
     if current_app.config["REQUIRE_VERIFIED_EMAIL"] and not user.is_verified:
         raise errors.EmailNotVerified()

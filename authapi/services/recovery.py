@@ -11,7 +11,7 @@ from .. import errors, mail
 from ..extensions import db
 from ..models import OneTimeToken, User, utcnow
 from ..security import hash_password, password_problems
-from . import sessions
+from . import lockout, sessions
 
 PASSWORD_RESET = "password_reset"
 EMAIL_VERIFY = "email_verify"
@@ -163,6 +163,8 @@ def reset_password(token: str, new_password: str) -> None:
     user.password_hash = hash_password(new_password)
     void_tokens(user, PASSWORD_RESET)
     db.session.commit()
+    # The owner proved control of the mailbox: a lockout a guesser caused ends.
+    lockout.clear(user.username, user.email)
     current_app.logger.info("password reset", extra={"event": "password_reset", "user_id": user.id})
 
 

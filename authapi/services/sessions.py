@@ -146,6 +146,7 @@ def end_all_sessions(user: User) -> None:
     """Revoke every session and every token issued to the user so far."""
     revoke_sessions(user, active_sessions(user), whole_user=True)
     db.session.commit()
+    current_app.logger.info("logged out everywhere", extra={"event": "logout_all", "user_id": user.id})
 
 
 def purge_expired_sessions() -> int:

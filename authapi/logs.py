@@ -1,0 +1,124 @@
+"""Logging: one line per record, as text or JSON (``LOG_FORMAT``), and one line
+per request (logger ``authapi.request``).
+
+Records logged while a request is served carry its ``request_id`` and
+``client_ip``; security events carry an ``event`` field (and ``user_id`` when
+known). What is never logged: request bodies, query strings, headers (so no
+``Authorization``), tokens and passwords. The console mail backend is the one
+exception, in development only (API.md §4).
+"""
+
+import logging
+import time
+
+from flask import Flask, current_app, g, has_request_context, request
+from flask.logging import default_handler
+from flask_jwt_extended import get_jwt_identity
+from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
+
+HANDLER_NAME = "authapi"
+request_log = logging.getLogger("authapi.request")
+
+# Extra fields a text line shows after its message, in this order.
+TEXT_FIELDS = ("event", "user_id", "request_id", "client_ip")
+
+
+class RequestContext(logging.Filter):
+    """Stamps records logged during a request with its id and client address."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if has_request_context():
+            if getattr(record, "request_id", None) is None:
+                record.request_id = g.get("request_id")
+            if getattr(record, "client_ip", None) is None:
+                record.client_ip = request.remote_addr
+            user_id = getattr(record, "user_id", None)
+            if user_id is not None:
+                # So that the request's own line names the user its events named
+                # (a login has no token yet, but its "login" event has the id).
+                g.log_user_id = user_id
+        return True
+
+
+class JsonFormatter(_JsonFormatter):
+    """One JSON object a line: time (ISO 8601, UTC), level, logger, message
+    and every extra field of the record."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("fmt", "{levelname}{name}{message}")
+        kwargs.setdefault("style", "{")
+        kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger"})
+        kwargs.setdefault("timestamp", "time")
+        super().__init__(*args, **kwargs)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self):
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = [
+            f"{name}={getattr(record, name)}"
+            for name in TEXT_FIELDS
+            if getattr(record, name, None) is not None
+        ]
+        if not extras:
+            return line
+        # Keep a traceback, if any, below the fields.
+        first, _, rest = line.partition("\n")
+        return f"{first} [{' '.join(extras)}]" + (f"\n{rest}" if rest else "")
+
+
+def configure_logging(app: Flask) -> None:
+    """Send every logger's records through one root handler in the configured
+    format, and log each request once it is answered."""
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if h.get_name() == HANDLER_NAME), None)
+    if handler is None:
+        handler = logging.StreamHandler()
+        handler.set_name(HANDLER_NAME)
+        handler.addFilter(RequestContext())
+        root.addHandler(handler)
+    handler.setFormatter(JsonFormatter() if app.config["LOG_FORMAT"] == "json" else TextFormatter())
+    level = app.config["LOG_LEVEL"]
+    root.setLevel(level)
+    # Flask's own handler would print the app's records a second time, as text.
+    app.logger.removeHandler(default_handler)
+    app.logger.setLevel(level)
+    # Registered first: the timer starts before any other hook, and the
+    # request line is written after every other hook has shaped the response.
+    app.before_request(start_request_timer)
+    app.after_request(log_request)
+
+
+def start_request_timer():
+    g.request_started = time.perf_counter()
+
+
+def _user_id():
+    try:
+        # Only set once a token passed every check, revocation included.
+        identity = get_jwt_identity()
+    except RuntimeError:
+        identity = None
+    return int(identity) if identity else g.get("log_user_id")
+
+
+def log_request(response):
+    started = g.get("request_started")
+    duration_ms = round((time.perf_counter() - started) * 1000, 2) if started else None
+    fields = {
+        "method": request.method,
+        # The path only: a query string may carry anything a client put there.
+        "path": request.path,
+        "status": response.status_code,
+        "duration_ms": duration_ms,
+        "user_id": _user_id(),
+    }
+    if current_app.config["LOG_FORMAT"] == "json":
+        message = "request"
+    else:
+        message = f"{request.method} {request.path} {response.status_code} {duration_ms}ms"
+    request_log.info(message, extra=fields)
+    return response

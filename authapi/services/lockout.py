@@ -1,0 +1,64 @@
+"""Failed-login lockout per username (API.md §5: LOCKOUT_THRESHOLD, LOCKOUT_SECONDS).
+
+Counted in the shared store under a hash of the lower-cased login as typed, so
+an unknown username counts and locks exactly like a real one, and nothing in
+the answer (status, body, headers, timing) tells them apart. Each failure keeps
+the count alive for another ``LOCKOUT_SECONDS``; the failure that reaches the
+threshold locks the login for ``LOCKOUT_SECONDS``, during which even the right
+password gets 429. A successful login or a password reset clears it.
+
+A username and an email address are counted apart: tying them together would
+let a guesser confirm which email belongs to which username.
+
+The store's errors are not caught: with Redis down a login answers 503 rather
+than letting password guesses through uncounted (fail closed).
+"""
+
+import hashlib
+import math
+import time
+
+from flask import current_app
+
+from .. import errors
+from ..extensions import token_store
+
+
+def _keys(login: str) -> tuple[str, str]:
+    digest = hashlib.sha256(login.lower().encode()).hexdigest()
+    return f"authapi:lockout:{digest}:n", f"authapi:lockout:{digest}:until"
+
+
+def check(login: str) -> None:
+    """Raises RateLimited (429 with Retry-After) while ``login`` is locked."""
+    _, lock_key = _keys(login)
+    (locked_until,) = token_store.get_many([lock_key])
+    if locked_until is None:
+        return
+    current_app.logger.info("login refused: locked out", extra={"event": "login_locked"})
+    raise errors.RateLimited(
+        retry_after=math.ceil(float(locked_until) - time.time()),
+        message="Too many failed logins; try again later.",
+    )
+
+
+def record_failure(login: str, user_id: int | None = None) -> None:
+    """Count a failed login; lock ``login`` once the threshold is reached."""
+    config = current_app.config
+    count_key, lock_key = _keys(login)
+    seconds = config["LOCKOUT_SECONDS"]
+    if token_store.incr(count_key, seconds) < config["LOCKOUT_THRESHOLD"]:
+        return
+    token_store.set_many([(lock_key, str(time.time() + seconds), seconds)])
+    token_store.delete(count_key)
+    current_app.logger.warning(
+        "login locked out after repeated failures",
+        extra={"event": "lockout", "user_id": user_id},
+    )
+
+
+def clear(*logins: str) -> None:
+    """Forget the failures and any lock of these logins."""
+    keys = [key for login in logins if login for key in _keys(login)]
+    if keys:
+        token_store.delete(*keys)

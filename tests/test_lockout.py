@@ -1,0 +1,182 @@
+"""Failed-login lockout per username (API.md §5 LOCKOUT_*), counted in the real
+Redis and shared by every app instance."""
+
+import time
+
+import pytest
+import requests
+
+from authapi.extensions import db
+from authapi.services import recovery
+from authapi.services.accounts import find_by_login
+
+from .conftest import PASSWORD
+
+LOCKOUT = {"LOCKOUT_THRESHOLD": "3", "LOCKOUT_SECONDS": "2"}
+WRONG = "not the password at all"
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_url):
+    return postgres_url
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app(**LOCKOUT)
+
+
+def login(client, username, password):
+    return client.post("/auth/login", json={"username": username, "password": password})
+
+
+def fail(client, username, times):
+    for _ in range(times):
+        assert login(client, username, WRONG).status_code == 401
+
+
+def assert_locked(response, lockout_seconds=2):
+    assert response.status_code == 429
+    assert response.get_json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(response.headers["Retry-After"]) <= lockout_seconds
+
+
+def test_threshold_failures_lock_even_the_right_password(client, auth):
+    auth.register(username="ada")
+    fail(client, "ada", 3)
+
+    assert_locked(login(client, "ada", PASSWORD))
+
+
+def test_failures_below_the_threshold_do_not_lock(client, auth):
+    auth.register(username="ada")
+    fail(client, "ada", 2)
+
+    assert login(client, "ada", PASSWORD).status_code == 200
+
+
+def test_lock_ends_after_lockout_seconds(client, auth):
+    auth.register(username="ada")
+    fail(client, "ada", 3)
+    assert_locked(login(client, "ada", PASSWORD))
+
+    time.sleep(2.1)
+
+    assert login(client, "ada", PASSWORD).status_code == 200
+
+
+def test_unknown_username_locks_the_same_way(client, auth):
+    auth.register(username="ada")
+    fail(client, "ada", 3)
+    fail(client, "ghost", 3)
+
+    known, unknown = login(client, "ada", PASSWORD), login(client, "ghost", PASSWORD)
+
+    assert_locked(known)
+    assert_locked(unknown)
+    assert known.get_json() == unknown.get_json()
+    assert abs(int(known.headers["Retry-After"]) - int(unknown.headers["Retry-After"])) <= 1
+    varying = {"X-Request-ID", "Retry-After", "Content-Length", "Date"}
+    assert set(known.headers.keys()) - varying == set(unknown.headers.keys()) - varying
+
+
+def test_failed_answers_do_not_tell_known_from_unknown_before_the_lock(client, auth):
+    auth.register(username="ada")
+
+    known = [login(client, "ada", WRONG) for _ in range(3)]
+    unknown = [login(client, "ghost", WRONG) for _ in range(3)]
+
+    assert [r.status_code for r in known] == [r.status_code for r in unknown] == [401] * 3
+    assert [r.get_json() for r in known] == [r.get_json() for r in unknown]
+
+
+def test_username_is_counted_case_insensitively(client, auth):
+    auth.register(username="ada")
+    fail(client, "ADA", 2)
+    fail(client, "Ada", 1)
+
+    assert_locked(login(client, "ada", PASSWORD))
+
+
+def test_successful_login_clears_the_count(client, auth):
+    auth.register(username="ada")
+    fail(client, "ada", 2)
+    assert login(client, "ada", PASSWORD).status_code == 200
+    fail(client, "ada", 2)
+
+    assert login(client, "ada", PASSWORD).status_code == 200
+
+
+def test_success_by_email_clears_the_count_of_the_username(client, auth):
+    auth.register(username="ada", email="ada@example.com")
+    fail(client, "ada", 2)
+    assert login(client, "ada@example.com", PASSWORD).status_code == 200
+    fail(client, "ada", 1)
+
+    assert login(client, "ada", PASSWORD).status_code == 200
+
+
+def test_username_and_email_are_counted_apart(client, auth):
+    # Locking one must not lock the other: that would confirm to a guesser
+    # which email address belongs to which username.
+    auth.register(username="ada", email="ada@example.com")
+    fail(client, "ada", 3)
+
+    assert_locked(login(client, "ada", PASSWORD))
+    assert login(client, "ada@example.com", PASSWORD).status_code == 200
+
+
+def test_deactivated_account_fails_and_locks_like_any_other(app, client, auth):
+    auth.register(username="ada")
+    with app.app_context():
+        user = find_by_login("ada")
+        user.is_active = False
+        db.session.commit()
+
+    responses = [login(client, "ada", PASSWORD) for _ in range(4)]
+
+    assert [r.status_code for r in responses] == [401, 401, 401, 429]
+
+
+def test_password_reset_clears_the_lock(app, client, auth):
+    auth.register(username="ada")
+    fail(client, "ada", 3)
+    assert_locked(login(client, "ada", PASSWORD))
+    with app.app_context():
+        token = recovery.issue_token(find_by_login("ada"), recovery.PASSWORD_RESET)
+
+    reset = client.post("/auth/password/reset", json={"token": token, "new_password": "a brand new passphrase"})
+
+    assert reset.status_code == 200
+    assert login(client, "ada", "a brand new passphrase").status_code == 200
+
+
+def test_lock_is_shared_between_app_instances(app, client, auth, serve):
+    # Two failures through a separate process (a real gunicorn), one here: the
+    # count lives in Redis, so both see the lock.
+    server = serve(**LOCKOUT)
+    auth.register(username="ada")
+    for _ in range(2):
+        response = requests.post(server.url + "/auth/login", json={"username": "ada", "password": WRONG}, timeout=10)
+        assert response.status_code == 401
+    fail(client, "ada", 1)
+
+    remote = requests.post(server.url + "/auth/login", json={"username": "ada", "password": PASSWORD}, timeout=10)
+
+    assert remote.status_code == 429
+    assert remote.json()["error"]["code"] == "rate_limited"
+    assert_locked(login(client, "ada", PASSWORD))
+
+
+def test_lockout_is_logged_as_a_security_event(client, auth, caplog):
+    user = auth.register(username="ada")
+    with caplog.at_level("INFO"):
+        fail(client, "ada", 3)
+        login(client, "ada", PASSWORD)
+
+    events = [getattr(r, "event", None) for r in caplog.records]
+    lockouts = [r for r in caplog.records if getattr(r, "event", None) == "lockout"]
+    assert events.count("login_failed") == 3
+    assert len(lockouts) == 1
+    assert lockouts[0].user_id == user["id"]
+    assert "login_locked" in events
