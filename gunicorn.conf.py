@@ -3,6 +3,8 @@
 import json
 import os
 import shutil
+import socket
+import struct
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -31,6 +33,28 @@ timeout = 30
 # 10 s unless given --time / stop_grace_period, see the README).
 graceful_timeout = 25
 keepalive = 5
+
+# Request size limits (gunicorn's defaults, stated because they are a defence):
+# a longer request line is answered 414, more or longer header fields 400, by
+# gunicorn itself before the app sees the request.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
+
+# gunicorn sets no deadline for reading a request: a client that sends part of
+# its headers and then nothing would hold a sync worker, or a gthread thread,
+# for as long as it keeps the connection open. A receive/send timeout on the
+# listening socket, which Linux copies to every accepted connection, drops such
+# a client after this many seconds of silence. (A buffering proxy in front
+# remains the full answer to slow clients.)
+client_io_timeout = 5
+
+
+def when_ready(server):
+    timeout = struct.pack("ll", client_io_timeout, 0)
+    for listener in server.LISTENERS:
+        for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+            listener.sock.setsockopt(socket.SOL_SOCKET, option, timeout)
 
 # Client IPs and the scheme come from ProxyFix (PROXY_FIX_X_FOR) in the app only;
 # gunicorn itself trusts no forwarding headers.

@@ -58,7 +58,8 @@ def check_host():
     # Load balancers probe /health/* by address.
     if not allowed or request.path.startswith("/health/"):
         return
-    if not host_is_trusted(request.host, allowed):
+    # Host names are case-insensitive (RFC 9110); werkzeug compares as given.
+    if not host_is_trusted(request.host.lower(), [host.lower() for host in allowed]):
         raise errors.BadRequest("The Host header names a host this API does not serve.")
 
 

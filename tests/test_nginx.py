@@ -1,0 +1,345 @@
+"""A real nginx, configured from deploy/nginx.conf, in front of a real gunicorn
+(production settings, PROXY_FIX_X_FOR=1): client addresses, rate limits, TLS
+and HSTS, body size, hosts and nginx's own errors as the API's JSON."""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+
+from .conftest import IN_CI, ROOT, free_port
+
+SITE = ROOT / "deploy" / "nginx.conf"
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+BEHIND_NGINX = {
+    "AUTHAPI_ENV": "production",
+    "PROXY_FIX_X_FOR": "1",
+    "TRUSTED_HOSTS": "localhost,127.0.0.1",
+    "RATELIMIT_ENABLED": "true",
+    "RATELIMIT_LOGIN": "3 per minute",
+    "LOG_FORMAT": "json",
+    "ARGON2_TIME_COST": "1",
+    "ARGON2_MEMORY_COST": "1024",
+    "ARGON2_PARALLELISM": "1",
+}
+LOGIN_422 = {"username": "someone"}  # refused by the schema, counted by the limit
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
+    if found is None:
+        message = "nginx is not installed (apt-get install nginx; .ci/run does it)"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return found
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+class Nginx:
+    """nginx in the foreground with everything (pid, logs, temp files) in its
+    own directory, serving deploy/nginx.conf on free loopback ports."""
+
+    def __init__(self, directory: Path, upstream_port: int, cert: Path, key: Path):
+        self.directory = directory
+        self.http_port, self.https_port = free_port(), free_port()
+        self.url = f"https://127.0.0.1:{self.https_port}"
+        self.http_url = f"http://127.0.0.1:{self.http_port}"
+        self.access_log = directory / "access.log"
+        self.error_log = directory / "error.log"
+        self.cert = cert
+        site = self.site_config(SITE.read_text(), upstream_port, cert, key)
+        (directory / "site.conf").write_text(site)
+        for temp in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (directory / temp).mkdir(mode=0o777, exist_ok=True)
+            os.chmod(directory / temp, 0o777)  # workers may run as nobody
+        (directory / "nginx.conf").write_text(
+            f"""worker_processes 1;
+pid {directory}/nginx.pid;
+error_log {self.error_log} warn;
+events {{ worker_connections 64; }}
+http {{
+    client_body_temp_path {directory}/client_body;
+    proxy_temp_path {directory}/proxy;
+    fastcgi_temp_path {directory}/fastcgi;
+    uwsgi_temp_path {directory}/uwsgi;
+    scgi_temp_path {directory}/scgi;
+    include {directory}/site.conf;
+}}
+"""
+        )
+        self.process = None
+
+    def site_config(self, text: str, upstream_port: int, cert: Path, key: Path) -> str:
+        replacements = [
+            ("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream_port};"),
+            ("listen 80;", f"listen 127.0.0.1:{self.http_port};"),
+            ("listen 443 ssl http2;", f"listen 127.0.0.1:{self.https_port} ssl http2;"),
+            ("/etc/ssl/certs/api.example.com.fullchain.pem", str(cert)),
+            ("/etc/ssl/private/api.example.com.key", str(key)),
+            ("/var/log/nginx/authapi.access.log", str(self.access_log)),
+            ("/var/log/nginx/authapi.error.log", str(self.error_log)),
+            ("server_name api.example.com;", "server_name localhost;"),
+        ]
+        for old, new in replacements:
+            assert old in text, f"deploy/nginx.conf no longer has {old!r}"
+            text = text.replace(old, new)
+        # No IPv6 listeners: the test binds loopback only.
+        return re.sub(r"^\s*listen \[::\]:.*\n", "", text, flags=re.M)
+
+    def start(self):
+        binary = nginx_binary()
+        conf = str(self.directory / "nginx.conf")
+        checked = subprocess.run(
+            [binary, "-t", "-p", str(self.directory), "-e", str(self.error_log), "-c", conf],
+            capture_output=True, text=True,
+        )
+        assert checked.returncode == 0, checked.stderr
+        self.process = subprocess.Popen(
+            [binary, "-p", str(self.directory), "-e", str(self.error_log), "-c", conf, "-g", "daemon off;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nginx exited: {self.error_log.read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.https_port), timeout=0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("nginx did not start in 10 s")
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+class FromAddress(HTTPAdapter):
+    """Connect from one loopback address (127.0.0.0/8 is all local on Linux),
+    so that nginx sees different clients."""
+
+    def __init__(self, address: str):
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_url):
+    return postgres_url
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def start_nginx(tmp_path_factory, certificate):
+    started = []
+
+    def start(upstream_port: int) -> Nginx:
+        nginx = Nginx(tmp_path_factory.mktemp("nginx"), upstream_port, *certificate)
+        started.append(nginx)
+        return nginx.start()
+
+    yield start
+    for nginx in started:
+        nginx.stop()
+
+
+@pytest.fixture(scope="module")
+def gunicorn(serve):
+    return serve(**BEHIND_NGINX)
+
+
+@pytest.fixture(scope="module")
+def site(gunicorn, start_nginx):
+    return start_nginx(gunicorn.port)
+
+
+@pytest.fixture
+def nginx(make_app, site):
+    make_app()  # a fresh database and Redis for each test
+    return site
+
+
+def client(nginx: Nginx, address: str = "127.0.0.1") -> requests.Session:
+    session = requests.Session()
+    # Else REQUESTS_CA_BUNDLE from the environment would override verify.
+    session.trust_env = False
+    session.verify = str(nginx.cert)
+    session.mount("https://", FromAddress(address))
+    session.mount("http://", FromAddress(address))
+    return session
+
+
+def app_log_lines(server) -> list[dict]:
+    lines = []
+    for line in server.log_path.read_text().splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            pass
+    return lines
+
+
+def assert_json_error(response, status, code):
+    assert response.status_code == status
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.json()["error"]["code"] == code
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers[name] == value
+    assert response.headers["X-Request-ID"]
+
+
+def test_clients_behind_nginx_are_limited_separately(nginx, gunicorn):
+    first, second = client(nginx, "127.0.0.2"), client(nginx, "127.0.0.3")
+    for _ in range(3):
+        assert first.post(nginx.url + "/auth/login", json=LOGIN_422).status_code == 422
+
+    blocked = first.post(nginx.url + "/auth/login", json=LOGIN_422)
+    other = second.post(nginx.url + "/auth/login", json=LOGIN_422)
+
+    assert_json_error(blocked, 429, "rate_limited")
+    assert 1 <= int(blocked.headers["Retry-After"]) <= 60
+    assert other.status_code == 422
+    assert other.headers["X-RateLimit-Remaining"] == "2"
+    # The app saw each client's own address, from the X-Forwarded-For nginx set.
+    seen = {
+        line["request_id"]: line["client_ip"]
+        for line in app_log_lines(gunicorn)
+        if line.get("logger") == "authapi.request"
+    }
+    assert seen[blocked.headers["X-Request-ID"]] == "127.0.0.2"
+    assert seen[other.headers["X-Request-ID"]] == "127.0.0.3"
+
+
+def test_forwarded_for_sent_by_a_client_does_not_dodge_the_limit(nginx):
+    session = client(nginx, "127.0.0.4")
+
+    statuses = [
+        session.post(
+            nginx.url + "/auth/login", json=LOGIN_422, headers={"X-Forwarded-For": f"198.51.100.{n}"}
+        ).status_code
+        for n in range(1, 6)
+    ]
+
+    assert statuses == [422, 422, 422, 429, 429]
+
+
+def test_https_through_nginx_gets_hsts_and_security_headers(nginx):
+    response = client(nginx).get(nginx.url + "/users/me")
+
+    assert_json_error(response, 401, "unauthorized")
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_plain_http_to_gunicorn_gets_no_hsts(nginx, gunicorn):
+    # RFC 6797: never over plain HTTP, even in production.
+    response = requests.get(gunicorn.url + "/users/me", headers={"Host": "localhost"}, timeout=10)
+
+    assert response.status_code == 401
+    assert "Strict-Transport-Security" not in response.headers
+
+
+def test_plain_http_is_redirected_to_https(nginx):
+    response = client(nginx).get(nginx.http_url + "/users/me", allow_redirects=False)
+
+    assert response.status_code == 301
+    assert response.headers["Location"].startswith("https://localhost")
+
+
+def test_body_over_the_limit_is_a_json_413_from_nginx(nginx, gunicorn):
+    body = json.dumps({"username": "x" * 70000, "password": "y"})
+
+    response = client(nginx).post(
+        nginx.url + "/auth/login", data=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert_json_error(response, 413, "payload_too_large")
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_body_within_the_limit_reaches_the_app(nginx):
+    body = json.dumps({"username": "x" * 60000, "password": "y"})
+
+    response = client(nginx).post(
+        nginx.url + "/auth/login", data=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert_json_error(response, 422, "validation_error")
+
+
+def test_untrusted_host_is_refused_through_nginx(nginx):
+    response = client(nginx).get(nginx.url + "/users/me", headers={"Host": "evil.example.com"})
+
+    assert_json_error(response, 400, "bad_request")
+
+
+def test_health_answers_on_any_host(nginx):
+    response = client(nginx).get(nginx.url + "/health/live", headers={"Host": "10.0.0.7"})
+
+    assert response.status_code == 200
+
+
+def test_metrics_are_not_public_through_nginx(nginx):
+    response = client(nginx).get(nginx.url + "/metrics")
+
+    assert_json_error(response, 404, "not_found")
+
+
+def test_nginx_and_the_app_log_one_request_id_and_no_query_string(nginx, gunicorn):
+    secret = uuid.uuid4().hex
+
+    response = client(nginx).get(nginx.url + f"/users/me?token={secret}")
+
+    request_id = response.headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id)  # nginx's $request_id
+    nginx_log = nginx.access_log.read_text()  # written unbuffered, at once
+    assert f"request_id={request_id}" in nginx_log
+    assert any(line.get("request_id") == request_id for line in app_log_lines(gunicorn))
+    assert secret not in nginx_log
+    assert secret not in gunicorn.log_path.read_text()
+
+
+def test_upstream_down_is_a_json_503(make_app, start_nginx):
+    nginx = start_nginx(free_port())  # nothing listens there
+
+    response = client(nginx).get(nginx.url + "/users/me")
+
+    assert_json_error(response, 503, "service_unavailable")
+    assert response.headers["Retry-After"] == "5"
