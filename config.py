@@ -11,8 +11,10 @@ import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlparse
 
 from limits import parse_many
+from sqlalchemy.engine import make_url
 
 
 class ConfigError(RuntimeError):
@@ -220,7 +222,22 @@ class Config:
         for name in ("ACCESS_TOKEN_TTL", "REFRESH_TOKEN_TTL", "MAX_CONTENT_LENGTH"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        self.validate_services()
         self.validate_abuse_protection()
+
+    def validate_services(self):
+        # The URLs are not repeated in the messages: they may hold passwords.
+        if self.SQLALCHEMY_DATABASE_URI:
+            try:
+                make_url(self.SQLALCHEMY_DATABASE_URI).get_dialect()
+            except Exception:  # ArgumentError, NoSuchModuleError: any of them means unusable
+                raise ConfigError(
+                    "DATABASE_URL is not a database URL like postgresql://user@host/db"
+                ) from None
+        if self.REDIS_URL and urlparse(self.REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
+            raise ConfigError("REDIS_URL is not a Redis URL like redis://host:6379/0")
+        if self.MAIL_BACKEND not in {"smtp", "console"}:
+            raise ConfigError(f"MAIL_BACKEND must be smtp or console, got {self.MAIL_BACKEND!r}")
 
     def validate_abuse_protection(self):
         # Checked here so that a typo stops start-up instead of turning every
