@@ -67,3 +67,10 @@ def test_ready_reports_the_in_process_store_as_ok_in_development(sqlite_url):
     response = app.test_client().get("/health/ready")
     assert (response.status_code, response.get_json()) == (200, READY)
 
+
+def test_probes_answer_any_host_when_trusted_hosts_is_set(make_app):
+    # Load balancers probe by address (API.md §5 TRUSTED_HOSTS).
+    client = make_app(TRUSTED_HOSTS="api.example.com").test_client()
+    for path in ("/health/live", "/health/ready"):
+        response = client.get(path, headers={"Host": "10.1.2.3:8000"})
+        assert response.status_code == 200, (path, response.get_json())

@@ -121,6 +121,8 @@ def test_access_token_verifies_with_the_jwks_alone(make_app, key_files, algorith
     pair = access_token(app)
     response = app.test_client().get("/.well-known/jwks.json")
     assert response.status_code == 200
+    # Public and the same for everyone: verifiers and proxies may cache it briefly.
+    assert response.headers["Cache-Control"] == "public, max-age=300"
     jwks = response.get_json()
     assert len(jwks["keys"]) == 1
     (jwk,) = jwks["keys"]
