@@ -35,7 +35,7 @@ graceful_timeout = 25
 keepalive = 5
 
 # Request size limits (gunicorn's defaults, stated because they are a defence):
-# a longer request line is answered 414, more or longer header fields 400, by
+# a longer request line is answered 414, more or longer header fields 431, by
 # gunicorn itself before the app sees the request.
 limit_request_line = 4094
 limit_request_fields = 100

@@ -1,9 +1,11 @@
 """authapi: an authentication API. ``create_app`` wires the parts together."""
 
+import logging
 from pathlib import Path
 
 from flask import Flask
 from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError
 
 from config import load_config
 
@@ -36,6 +38,8 @@ def create_app(config_name: str | None = None, environ=None) -> Flask:
 
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
+    # Teardowns run in reverse order: this one before Flask-SQLAlchemy's.
+    app.teardown_appcontext(_end_db_session)
     migrate.init_app(app, db, directory=_migrations_directory())
     jwt.init_app(app)
     keys.init_app(app)
@@ -56,6 +60,20 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(metrics.bp)
     api.register_blueprint(keys.bp)
     app.register_blueprint(docs.assets)
+
+
+def _end_db_session(exc) -> None:
+    """End the request's database session. A connection that died after the
+    answer was made (a killed backend, a restarted database) fails the closing
+    ROLLBACK; SQLAlchemy has already discarded it, and a finished request must
+    not become a 500 for it."""
+    try:
+        db.session.remove()
+    except DBAPIError as error:
+        logging.getLogger("authapi.db").warning(
+            "database connection lost while closing a session: %s", type(error).__name__
+        )
+        db.session.registry.clear()
 
 
 def _sqlite_pragmas(dbapi_connection, connection_record):
