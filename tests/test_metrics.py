@@ -3,6 +3,10 @@
 and whichever worker answers the scrape. Also gunicorn's JSON access log."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import shutil
 import time
 import uuid
@@ -17,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from authapi import create_app
 
-from .conftest import PASSWORD, Server, base_env, bearer, reset_database
+from .conftest import PASSWORD, ROOT, Server, base_env, bearer, reset_database
 
 WORKERS = 3
 
@@ -95,6 +99,35 @@ def test_request_count_is_exact_across_workers(server):
         assert samples[("authapi_http_requests_total", LIVE)] == sent
         assert samples[("authapi_http_request_duration_seconds_count", LIVE)] == sent
         assert samples[("authapi_http_request_duration_seconds_bucket", LIVE | labels(le="+Inf"))] == sent
+
+
+def test_counts_survive_a_worker_that_dies(server):
+    for _ in range(10):
+        requests.get(server.url + "/health/live", timeout=5).raise_for_status()
+    before = scrape(server)[("authapi_http_requests_total", LIVE)]
+    victim = next(pid for pid, count in per_worker_counts(server).items()
+                  if count and pid != server.process.pid)
+    os.kill(victim, signal.SIGKILL)  # gunicorn starts another; child_exit runs
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            after = scrape(server)[("authapi_http_requests_total", LIVE)]
+            break
+        except requests.ConnectionError:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    # What the dead worker counted is still in the total.
+    assert after == before
+
+
+def test_gunicorn_empties_a_given_metrics_directory_at_start(tmp_path):
+    stale = tmp_path / "counter_12345.db"
+    stale.write_bytes(b"left over from an earlier run")
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "REDIS_URL": "redis://127.0.0.1:1/0"}
+    result = subprocess.run([sys.executable, "-m", "gunicorn", "--print-config", "wsgi:app"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert not stale.exists()
 
 
 def login(server, username, password):
