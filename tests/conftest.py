@@ -135,12 +135,14 @@ def make_app(database_url, redis_url):
     """Build an app on this test's database and the test Redis, with extra
     environment settings. The schema comes from the migrations, once per database."""
     client = redis.Redis.from_url(redis_url)
+    apps = []
 
     def factory(**extra):
         app = create_app("testing", environ=base_env(database_url, redis_url, **extra))
         if database_url not in _migrated:
             migrate(app)
             _migrated.add(database_url)
+        apps.append(app)
         return app
 
     client.flushdb()
@@ -150,6 +152,12 @@ def make_app(database_url, redis_url):
     # reuses the ids they refer to.
     mail.wait_for_background_jobs()
     client.flushdb()
+    # Close each app's connection pool now rather than at some garbage
+    # collection: several suites share one PostgreSQL and its max_connections.
+    for app in apps:
+        with app.app_context():
+            for engine in db.engines.values():
+                engine.dispose()
 
 
 @pytest.fixture
