@@ -1,11 +1,13 @@
 """Faults against a real gunicorn: Redis stopped and started again, PostgreSQL
-connections killed, slow clients and oversized headers. The app must fail
+connections killed or the database restarted, slow clients and oversized headers. The app must fail
 closed (503, never 200 or 500 for a token it cannot check) and serve again
 without a restart."""
 
+import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -22,7 +24,7 @@ from authapi import create_app
 from authapi.extensions import db
 from authapi.models import AuthSession, User
 
-from .conftest import PASSWORD, PG_ADMIN_URL, base_env, bearer, free_port
+from .conftest import PASSWORD, PG_ADMIN_URL, Server, base_env, bearer, free_port, require_service
 
 APP_NAME = "authapi-fault-tests"  # application_name of the server's connections
 
@@ -281,3 +283,97 @@ def test_oversized_requests_are_refused_without_taking_a_worker_down(server, url
     assert requests.get(url + path, headers=headers, timeout=10).status_code == status
     assert requests.get(url + "/health/live", timeout=10).status_code == 200
     assert workers_of(server) == workers
+
+
+# ---------------------------------------------------------------- database restarted
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of this module's own (initdb on a free port), so the
+    test can stop and start it without touching the shared one."""
+
+    def __init__(self, base: Path):
+        self.bin = _postgres_bin()
+        self.base = base
+        self.data = base / "data"
+        self.port = free_port()
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        # PostgreSQL refuses to run as root.
+        self.prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    def _run(self, *args):
+        subprocess.run(self.prefix + list(args), check=True, capture_output=True, timeout=60)
+
+    def init(self):
+        if self.prefix:
+            shutil.chown(self.base, "postgres")
+        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        return self
+
+    def pg_ctl(self, *args):
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-l", str(self.base / "log"),
+                  "-o", f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off", *args)
+
+
+def _postgres_bin() -> Path | None:
+    found = shutil.which("initdb")
+    candidates = [Path(found).resolve().parent] if found else []
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    for directory in candidates:
+        if (directory / "initdb").exists() and (directory / "pg_ctl").exists():
+            return directory
+    return None
+
+
+@pytest.fixture(scope="module")
+def private_postgres():
+    problem = None
+    if _postgres_bin() is None:
+        problem = "initdb and pg_ctl not found"
+    elif os.geteuid() == 0 and not shutil.which("runuser"):
+        problem = "running as root without runuser"
+    require_service("a private PostgreSQL cluster", problem)
+    # Not under pytest's own temporary directory: that one is private to this
+    # user, and the cluster runs as postgres when the tests run as root.
+    base = Path(tempfile.mkdtemp(prefix="authapi-pg-"))
+    base.chmod(0o755)
+    cluster = PrivatePostgres(base).init()
+    cluster.pg_ctl("start")
+    yield cluster
+    cluster.pg_ctl("-m", "immediate", "stop")
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def restartable(private_postgres, private_redis, tmp_path_factory):
+    env = base_env(private_postgres.url, private_redis.url)
+    server = Server(env, tmp_path_factory.mktemp("gunicorn") / "gunicorn.log", workers=2)
+    server.migrate().start()
+    yield server
+    server.stop()
+
+
+def test_database_restart_is_survived_without_restarting_the_app(restartable, private_postgres, private_redis):
+    if not private_redis.running():
+        private_redis.start()
+    url = restartable.url
+    _, pair = register_and_login(url)
+    for _ in range(8):
+        assert me(url, pair).status_code == 200
+
+    private_postgres.pg_ctl("-m", "fast", "stop")
+    try:
+        for _ in range(4):
+            down = me(url, pair)
+            assert down.status_code == 503 and down.json()["error"]["code"] == "service_unavailable"
+        ready = requests.get(url + "/health/ready", timeout=30)
+        assert ready.status_code == 503 and ready.json()["checks"]["database"] == "error"
+    finally:
+        private_postgres.pg_ctl("start")
+
+    statuses = [me(url, pair).status_code for _ in range(20)]
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses.count(503) <= 2, statuses
+    assert statuses[-10:] == [200] * 10, statuses
+    _, fresh = register_and_login(url)
+    assert me(url, fresh).status_code == 200
