@@ -10,6 +10,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from gunicorn import util as gunicorn_util
 from gunicorn.glogging import Logger
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
@@ -40,6 +41,38 @@ keepalive = 5
 limit_request_line = 4094
 limit_request_fields = 100
 limit_request_field_size = 8190
+
+# What gunicorn refuses itself (over the limits above, or malformed) never
+# reaches the app. Answer it in the API's one error envelope (API.md §1), not
+# gunicorn's HTML page; and without gunicorn's message, which can quote the
+# request line, query string (and so a token) included.
+GUNICORN_REFUSALS = {
+    400: ("bad_request", "The request is malformed."),
+    403: ("forbidden", "The request is forbidden."),
+    414: ("bad_request", "The request line is too long."),
+    417: ("bad_request", "The expectation cannot be met."),
+    431: ("bad_request", "The request headers are too large."),
+    500: ("internal_error", "An internal error occurred."),
+}
+
+
+def write_json_error(sock, status_int, reason, mesg):
+    code, message = GUNICORN_REFUSALS.get(
+        status_int,
+        ("bad_request", "The request could not be processed.") if status_int < 500
+        else ("internal_error", "An internal error occurred."),
+    )
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        "Content-Type: application/json\r\nX-Content-Type-Options: nosniff\r\n"
+        f"Cache-Control: no-store\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+# gunicorn has no setting for this page; its workers call util.write_error.
+gunicorn_util.write_error = write_json_error
 
 # gunicorn sets no deadline for reading a request: a client that sends part of
 # its headers and then nothing would hold a sync worker, or a gthread thread,

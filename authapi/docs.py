@@ -103,9 +103,16 @@ def _has_role_guard(view) -> bool:
     return any(code.co_qualname == ROLE_GUARD for code in _layers(view))
 
 
+def _arguments(view) -> list[dict]:
+    """The @bp.arguments of a view, as flask-smorest records them on it."""
+    return getattr(view, "_apidoc", {}).get("arguments", {}).get("parameters", [])
+
+
 def _body_is_optional(view) -> bool:
     """A body whose schema requires no field may be left out (logout, refresh)."""
-    for parameter in getattr(view, "_apidoc", {}).get("arguments", {}).get("parameters", []):
+    for parameter in _arguments(view):
+        if parameter.get("in") not in {"json", "json_or_form", "form"}:
+            continue
         schema = parameter["schema"]
         schema = schema() if isinstance(schema, type) else schema
         if any(field.required for field in schema.fields.values()):
@@ -114,10 +121,7 @@ def _body_is_optional(view) -> bool:
 
 
 def _accepts_form(view) -> bool:
-    return any(
-        parameter.get("in") == "json_or_form"
-        for parameter in getattr(view, "_apidoc", {}).get("arguments", {}).get("parameters", [])
-    )
+    return any(parameter.get("in") == "json_or_form" for parameter in _arguments(view))
 
 
 class OperationDocs(BasePlugin):
@@ -181,8 +185,8 @@ class OperationDocs(BasePlugin):
 
 # ---------------------------------------------------------------- Swagger UI files
 
+# config.py points flask-smorest's page at this prefix (OPENAPI_SWAGGER_UI_URL).
 assets = Blueprint("docs_assets", __name__, url_prefix="/docs/assets")
-ASSETS_URL = "/docs/assets/"
 
 
 @assets.get("/<path:filename>")

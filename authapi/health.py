@@ -20,20 +20,21 @@ CHECK_TIMEOUT = 2.0
 
 bp = Blueprint("health", __name__, url_prefix="/health", description="Health probes")
 
-STATUS = fields.String(required=True, validate=validate.OneOf(["ok", "error"]))
+def status_field(*values):
+    return fields.String(required=True, validate=validate.OneOf(values))
 
 
 class LiveOut(Schema):
-    status = fields.String(required=True, validate=validate.OneOf(["ok"]))
+    status = status_field("ok")
 
 
 class ChecksOut(Schema):
-    database = STATUS
-    redis = STATUS
+    database = status_field("ok", "error")
+    redis = status_field("ok", "error")
 
 
 class ReadyOut(Schema):
-    status = STATUS
+    status = status_field("ok", "error")
     checks = fields.Nested(ChecksOut, required=True)
 
 

@@ -1,10 +1,12 @@
 """/metrics on a real gunicorn with several workers over PostgreSQL and Redis
 (API.md §3 Operations): counts are exact whichever worker served a request
-and whichever worker answers the scrape. Also gunicorn's JSON access log."""
+and whichever worker answers the scrape. Also what gunicorn itself writes on
+that server: its JSON access log and its own refusals."""
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import shutil
@@ -128,6 +130,38 @@ def test_gunicorn_empties_a_given_metrics_directory_at_start(tmp_path):
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert not stale.exists()
+
+
+@pytest.mark.parametrize("case, status", [
+    ("request line over 4094 bytes", 414),
+    ("over 100 header fields", 431),
+    ("malformed request line", 400),
+])
+def test_requests_gunicorn_refuses_get_the_error_envelope(server, case, status):
+    secret = uuid.uuid4().hex
+    if case.startswith("request line"):
+        response = requests.get(f"{server.url}/health/live?token={secret}{'x' * 5000}", timeout=5)
+        raw = response.content
+        assert response.status_code == status
+        assert response.headers["Content-Type"] == "application/json"
+    else:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            if case.startswith("over 100"):
+                headers = "".join(f"X-Field-{i}: {secret}\r\n" for i in range(120))
+                sock.sendall(f"GET /health/live HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
+            else:
+                sock.sendall(f"GET /health/live?{secret} HTTP/1.1 nonsense\r\n\r\n".encode())
+            raw = b""
+            while chunk := sock.recv(65536):
+                raw += chunk
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert head.startswith(f"HTTP/1.1 {status} ".encode())
+        assert b"Content-Type: application/json" in head
+        raw = body
+    error = json.loads(raw)["error"]
+    assert error["code"] == "bad_request" and set(error) == {"code", "message"}
+    # gunicorn's own message would quote the request, token and all.
+    assert secret.encode() not in raw
 
 
 def login(server, username, password):
