@@ -94,7 +94,12 @@ def when_ready(server):
 forwarded_allow_ips = ""
 secure_scheme_headers = {}
 
-accesslog = "-"
+# The app writes the access log itself: one line per request on stdout
+# (logger authapi.request, JSON with LOG_FORMAT=json), with the user id and the
+# client address as ProxyFix sees it, which gunicorn cannot know. gunicorn's own
+# access log would be a second, poorer line for every request; pass
+# --access-logfile=- (e.g. in GUNICORN_CMD_ARGS) to have it anyway.
+accesslog = None
 errorlog = "-"
 
 # prometheus-client's multi-process mode (authapi.metrics): every worker keeps

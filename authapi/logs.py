@@ -9,6 +9,7 @@ exception, in development only (API.md §4).
 """
 
 import logging
+import sys
 import time
 
 from flask import Flask, current_app, g, has_request_context, request
@@ -76,7 +77,8 @@ def configure_logging(app: Flask) -> None:
     root = logging.getLogger()
     handler = next((h for h in root.handlers if h.get_name() == HANDLER_NAME), None)
     if handler is None:
-        handler = logging.StreamHandler()
+        # stdout, the twelve-factor place: platforms collect it as the app's log.
+        handler = logging.StreamHandler(sys.stdout)
         handler.set_name(HANDLER_NAME)
         handler.addFilter(RequestContext())
         root.addHandler(handler)

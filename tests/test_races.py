@@ -25,6 +25,7 @@ def access_log_with_worker_pid():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(
             "GUNICORN_CMD_ARGS",
+            "--access-logfile=- "
             "--access-logformat='authapi-access pid=%(p)s rid=%({x-request-id}i)s'",
         )
         yield
