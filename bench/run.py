@@ -7,6 +7,9 @@ workers, WEB_CONCURRENCY=2, production settings, rate limits off) and drives it
 from another process: wrk when it is installed, otherwise a bounded Python
 client. Every figure is the median of RUNS runs of DURATION seconds; all cases
 run in the same invocation so that their ratios hold on a noisy machine.
+me, login and mixed are measured again under gthread workers (the default of
+gunicorn.conf.py) for the choice of worker class; those ratios are reported
+but do not decide the exit status.
 
 Prints a table and writes bench/results.json. Exits 1 when a target is missed.
 
@@ -65,6 +68,16 @@ TARGETS = [
     ("mixed_throughput", "mixed: me req/s >= 0.5 x solo me", lambda r: _ratio(r, "mixed", "me", 0.5)),
     ("mixed_tail", "mixed: me p99 <= 3 x solo me p99", lambda r: _p99_ratio(r, "mixed", "me", 3.0)),
     ("worker_rss", "worker RSS <= 120 MB", lambda r: (r["worker_rss_mb"], 120.0, r["worker_rss_mb"] <= 120.0)),
+]
+# The same ratios under gthread workers (gunicorn.conf.py's default), for the
+# choice of worker class: reported, not part of the exit status.
+GTHREAD_TARGETS = [
+    ("login_vs_argon2_gthread", "gthread: login req/s >= 0.90 x argon2_verify",
+     lambda r: _ratio(r, "login_gthread", "argon2_verify", 0.90)),
+    ("mixed_throughput_gthread", "gthread: mixed me req/s >= 0.5 x solo me",
+     lambda r: _ratio(r, "mixed_gthread", "me_gthread", 0.5)),
+    ("mixed_tail_gthread", "gthread: mixed me p99 <= 3 x solo me p99",
+     lambda r: _p99_ratio(r, "mixed_gthread", "me_gthread", 3.0)),
 ]
 
 
@@ -551,7 +564,7 @@ def main(argv=None):
         for worker_class in ["sync"] + ([] if args.no_gthread or "mixed" not in cases else ["gthread"]):
             suffix = "" if worker_class == "sync" else "_gthread"
             print(f"bench: worker class {worker_class}", flush=True)
-            wanted = cases if worker_class == "sync" else ["ceiling", "me", "mixed"]
+            wanted = cases if worker_class == "sync" else ["ceiling", "me", "login", "mixed"]
             if "ceiling" in wanted:
                 ceiling, ceiling_url = start_gunicorn(procs, f"ceiling{suffix}", "ceiling:app", env,
                                                       worker_class, chdir=ceiling_dir)
@@ -567,9 +580,9 @@ def main(argv=None):
             if "live" in wanted:
                 results["live"] = measure("live", lambda: client(
                     url, Case("live", path="/health/live"), args.duration, workdir))
-            if "login" in wanted:
+            if "login" in wanted and "login" in cases:
                 body = json.dumps({"username": users[1], "password": PASSWORD})
-                results["login"] = measure("login", lambda: client(url, Case(
+                results["login" + suffix] = measure("login" + suffix, lambda: client(url, Case(
                     "login", "POST", "/auth/login", {"Content-Type": "application/json"}, body,
                     connections=4), args.duration, workdir))
             if "argon2_verify" in wanted:
@@ -600,12 +613,14 @@ def main(argv=None):
         shutil.rmtree(workdir, ignore_errors=True)
 
     targets = []
-    for name, description, check in TARGETS:
-        try:
-            value, limit, met = check(results)
-        except (KeyError, TypeError, ZeroDivisionError):
-            continue  # a case it needs was not run
-        targets.append({"name": name, "target": description, "value": value, "met": bool(met)})
+    for required, table_ in ((True, TARGETS), (False, GTHREAD_TARGETS)):
+        for name, description, check in table_:
+            try:
+                value, limit, met = check(results)
+            except (KeyError, TypeError, ZeroDivisionError):
+                continue  # a case it needs was not run
+            targets.append({"name": name, "target": description, "value": value, "met": bool(met),
+                            "required": required})
     info["loadavg_after"] = os.getloadavg()[0]
     report = {
         "machine": info,
@@ -619,13 +634,13 @@ def main(argv=None):
     print()
     print(table(results, targets))
     print(f"\nwrote {args.output}")
-    return 0 if all(t["met"] for t in targets) else 1
+    return 0 if all(t["met"] for t in targets if t["required"]) else 1
 
 
 def table(results, targets) -> str:
     lines = ["| case | req/s | p50 ms | p99 ms | errors |", "|---|---:|---:|---:|---:|"]
     order = ["ceiling", "me", "live", "login", "argon2_verify", "refresh", "register", "mixed",
-             "ceiling_gthread", "me_gthread", "mixed_gthread"]
+             "ceiling_gthread", "me_gthread", "login_gthread", "mixed_gthread"]
     for name in order:
         if name not in results:
             continue
@@ -640,7 +655,8 @@ def table(results, targets) -> str:
                      + (f", max {results['worker_rss_gthread_mb']} MB (gthread)" if "worker_rss_gthread_mb" in results else ""))
     lines.append("\n| target | measured | met |\n|---|---:|---|")
     for t in targets:
-        lines.append(f"| {t['target']} | {t['value']} | {'yes' if t['met'] else 'NO'} |")
+        met = "yes" if t["met"] else "NO"
+        lines.append(f"| {t['target']} | {t['value']} | {met if t['required'] else met.lower() + ' (info)'} |")
     return "\n".join(lines)
 
 
