@@ -52,6 +52,17 @@ def register(email: str, username: str, password: str, full_name: str | None = N
     Conflict when the email or username is taken."""
     if not current_app.config["REGISTRATION_OPEN"]:
         raise errors.Forbidden("Registration is closed.")
+    user = create_account(email, username, password, full_name)
+    current_app.logger.info("user registered", extra={"event": "register", "user_id": user.id})
+    return user
+
+
+def create_account(
+    email: str, username: str, password: str, full_name: str | None = None,
+    role: str = "user", is_verified: bool = False,
+) -> User:
+    """Insert an account and, unless it is verified, send the verification
+    email. Raises Conflict when the email or username is taken."""
     details = check_unique(email, username)
     if details:
         raise errors.Conflict("The email or username is already taken.", details)
@@ -60,11 +71,13 @@ def register(email: str, username: str, password: str, full_name: str | None = N
         username=username,
         full_name=full_name,
         password_hash=hash_password(password),
+        role=role,
+        is_verified=is_verified,
     )
     db.session.add(user)
     commit_unique(email, username)
-    current_app.logger.info("user registered", extra={"event": "register", "user_id": user.id})
-    recovery.send_verification_email(user)
+    if not user.is_verified:
+        recovery.send_verification_email(user)
     return user
 
 

@@ -84,22 +84,8 @@ def get_user_by_email(email: str) -> User:
 def create_user(actor, email, username, password, full_name=None, role="user", is_verified=False) -> User:
     """Create an account (registration rules, whether or not registration is
     open). Raises Conflict."""
-    details = accounts.check_unique(email, username)
-    if details:
-        raise errors.Conflict("The email or username is already taken.", details)
-    user = User(
-        email=email,
-        username=username,
-        full_name=full_name,
-        password_hash=hash_password(password),
-        role=role,
-        is_verified=is_verified,
-    )
-    db.session.add(user)
-    accounts.commit_unique(email, username)
+    user = accounts.create_account(email, username, password, full_name, role, is_verified)
     _audit(actor, "create", user, role=role)
-    if not user.is_verified:
-        recovery.send_verification_email(user)
     return user
 
 
