@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 
+import click
 from flask import Flask, current_app, g, has_request_context, request
 from flask.logging import default_handler
 from flask_jwt_extended import get_jwt_identity
@@ -77,8 +78,11 @@ def configure_logging(app: Flask) -> None:
     root = logging.getLogger()
     handler = next((h for h in root.handlers if h.get_name() == HANDLER_NAME), None)
     if handler is None:
-        # stdout, the twelve-factor place: platforms collect it as the app's log.
-        handler = logging.StreamHandler(sys.stdout)
+        # Serving, stdout: the twelve-factor place, collected as the app's log.
+        # Under the flask CLI (the app is built inside a click context), stderr:
+        # a command's stdout is its one result line.
+        in_cli = click.get_current_context(silent=True) is not None
+        handler = logging.StreamHandler(sys.stderr if in_cli else sys.stdout)
         handler.set_name(HANDLER_NAME)
         handler.addFilter(RequestContext())
         root.addHandler(handler)
