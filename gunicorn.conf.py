@@ -7,6 +7,7 @@ import socket
 import struct
 import sys
 import tempfile
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -63,9 +64,13 @@ def write_json_error(sock, status_int, reason, mesg):
         else ("internal_error", "An internal error occurred."),
     )
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    # The headers every response carries (API.md §1, §7); the request id is a
+    # fresh one, since the request was not read far enough to trust its own.
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
         "Content-Type: application/json\r\nX-Content-Type-Options: nosniff\r\n"
+        "X-Frame-Options: DENY\r\nReferrer-Policy: no-referrer\r\n"
+        f"X-Request-ID: {uuid.uuid4().hex}\r\n"
         f"Cache-Control: no-store\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)

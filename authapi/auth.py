@@ -83,8 +83,9 @@ def list_sessions():
 
 @bp.delete("/sessions/<string:session_id>")
 @jwt_required()
+@bp.arguments(EmptyIn)
 @bp.response(204)
-def delete_session(session_id):
+def delete_session(data, session_id):
     sessions.end_session(current_user, session_id)
 
 

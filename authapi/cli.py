@@ -153,6 +153,7 @@ def delete_user(email, yes):
 
 
 @sessions_cli.command("purge")
+@reports_errors
 def purge_sessions():
     """Delete the rows of expired sessions and of spent or expired one-time tokens."""
     removed_sessions = sessions.purge_expired_sessions()

@@ -199,7 +199,8 @@ def register_error_handlers(app):
     # token is not acceptable as presented.
     app.register_error_handler(CSRFError, lambda error: handle_api_error(TokenInvalid()))
     app.register_error_handler(HTTPException, handle_http_exception)
-    app.register_error_handler(redis.exceptions.ConnectionError, handle_unavailable)
-    app.register_error_handler(redis.exceptions.TimeoutError, handle_unavailable)
+    # Any Redis failure, not only a lost connection: a Redis out of memory or
+    # read-only after a failover cannot record a revocation or a failed login.
+    app.register_error_handler(redis.exceptions.RedisError, handle_unavailable)
     app.register_error_handler(DBAPIError, handle_database_error)
     app.register_error_handler(Exception, handle_unexpected)

@@ -77,7 +77,7 @@ def check_body():
         body = request.get_json()
     except RequestEntityTooLarge:
         raise
-    except BadRequest:
+    except (BadRequest, RecursionError):  # RecursionError: nesting too deep to parse
         raise errors.BadRequest("The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise errors.BadRequest("The request body must be a JSON object.")

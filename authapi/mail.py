@@ -70,7 +70,9 @@ def build_message(to: str, subject: str, body: str) -> EmailMessage:
     message["From"] = current_app.config["MAIL_FROM"]
     message["To"] = to
     message["Subject"] = subject
-    message.set_content(body)
+    # Plain 7bit when the text allows it: quoted-printable would break the
+    # link across lines (and write "=3D" for "=") in the raw message.
+    message.set_content(body, cte="7bit" if body.isascii() else None)
     return message
 
 

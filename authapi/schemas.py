@@ -14,13 +14,17 @@ USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
 
 
 class Text(fields.String):
-    """A string without NUL characters, which PostgreSQL cannot store and no
-    legitimate client sends."""
+    """A string without NUL characters or lone surrogates, which PostgreSQL
+    cannot store, hashing cannot encode, and no legitimate client sends."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs)
         if "\x00" in value:
             raise ValidationError("Must not contain NUL characters.")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800"): valid JSON, not text
+            raise ValidationError("Must be valid Unicode text.") from None
         return value
 
 
@@ -79,9 +83,23 @@ class RegisterIn(Schema):
                 raise ValidationError(problems, "password")
 
 
+class JSONBoolean(fields.Boolean):
+    """Only JSON true and false: 0, "off" or "yes" in a body is a mistake, not
+    a flag (marshmallow's Boolean would take them, and 0 == False in Python)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+def json_boolean(**kwargs):
+    return JSONBoolean(**kwargs)
+
+
 class AdminUserIn(RegisterIn):
     role = Text(validate=validate.OneOf(ROLES), load_default="user")
-    is_verified = fields.Boolean(load_default=False)
+    is_verified = json_boolean(load_default=False)
 
 
 class AdminUserPatchIn(Schema):
@@ -89,8 +107,8 @@ class AdminUserPatchIn(Schema):
     username = username_field()
     email = Email()
     role = Text(validate=validate.OneOf(ROLES))
-    is_active = fields.Boolean()
-    is_verified = fields.Boolean()
+    is_active = json_boolean()
+    is_verified = json_boolean()
 
 
 class UserQueryIn(Schema):

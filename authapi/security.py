@@ -77,10 +77,11 @@ def password_problems(password: str, *, username: str | None = None, email: str 
     lowered = password.lower()
     if lowered in common_passwords():
         problems.append("This password is too common.")
-    # Parts shorter than a username's minimum would forbid nearly everything.
-    if username and len(username) >= 3 and username.lower() in lowered:
+    if username and username.lower() in lowered:
         problems.append("Must not contain the username.")
     local_part = email.rsplit("@", 1)[0].lower() if email else ""
+    # A local part shorter than a username's minimum ("a@example.com") would
+    # forbid nearly every password; the README says so.
     if len(local_part) >= 3 and local_part in lowered:
         problems.append("Must not contain the email address.")
     return problems
@@ -99,7 +100,7 @@ REQUIRED_CLAIMS = {
 
 def _check_claims(claims: dict) -> None:
     token_type = claims.get("type")
-    if token_type not in REQUIRED_CLAIMS:
+    if not isinstance(token_type, str) or token_type not in REQUIRED_CLAIMS:
         raise JWTDecodeError("Missing or unknown token type")
     missing = REQUIRED_CLAIMS[token_type] - claims.keys()
     if missing:
@@ -111,7 +112,7 @@ def _check_claims(claims: dict) -> None:
         raise JWTDecodeError("Invalid subject")
     if not all(isinstance(claims[name], str) and UUID_PATTERN.match(claims[name]) for name in ("sid", "jti")):
         raise JWTDecodeError("Invalid claim")
-    if token_type == "access" and claims["role"] not in ROLES:
+    if token_type == "access" and not (isinstance(claims["role"], str) and claims["role"] in ROLES):
         raise JWTDecodeError("Invalid role")
 
 

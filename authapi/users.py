@@ -6,6 +6,7 @@ from .extensions import Blueprint
 from .permissions import admin_required
 from .schemas import (
     AdminUserIn,
+    EmptyIn,
     AdminUserPatchIn,
     PasswordConfirmIn,
     ProfilePatchIn,
@@ -84,6 +85,7 @@ def update_user(data, user_id):
 @bp.delete(f"/{USER_ID}")
 @jwt_required()
 @admin_required
+@bp.arguments(EmptyIn)
 @bp.response(204)
-def delete_user(user_id):
+def delete_user(data, user_id):
     admin.delete_user(current_user, admin.get_user(user_id))

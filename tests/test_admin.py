@@ -235,7 +235,9 @@ def test_update_unrelated_fields_keeps_tokens(client, auth, admin_headers):
     "body, status, field",
     [({"username": "root"}, 409, "username"), ({"email": "ROOT@example.com"}, 409, "email"),
      ({"role": "superuser"}, 422, "role"), ({"password": PASSWORD}, 422, "password"),
-     ({"id": 5}, 422, "id"), ({"is_active": "nope"}, 422, "is_active")],
+     ({"id": 5}, 422, "id"), ({"is_active": "nope"}, 422, "is_active"),
+     ({"is_active": 0}, 422, "is_active"), ({"is_active": "false"}, 422, "is_active"),
+     ({"is_verified": "true"}, 422, "is_verified")],
 )
 def test_update_user_refusals_change_nothing(client, auth, admin_headers, body, status, field):
     user = auth.register(username="alice")
@@ -330,3 +332,10 @@ def test_admin_revocation_is_seen_by_every_worker(gunicorn_server, change):
         response = requests.get(url + "/users/me", headers={**headers, "Connection": "close"}, timeout=10)
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "token_revoked"
+
+
+def test_admin_delete_refuses_body_fields(client, auth, admin_headers):
+    user = auth.register(username="alice")
+    response = client.delete(f"/users/{user['id']}", json={"x": 1}, headers=admin_headers)
+    assert response.status_code == 422
+    assert client.get(f"/users/{user['id']}", headers=admin_headers).status_code == 200

@@ -118,3 +118,40 @@ def test_security_headers_on_success(client, auth):
     for name, value in SECURITY_HEADERS.items():
         assert response.headers[name] == value
     assert "Strict-Transport-Security" not in response.headers
+
+
+def test_deeply_nested_json_is_bad_request(client):
+    response = client.post("/auth/login", data="[" * 30000 + "]" * 30000, content_type="application/json")
+    assert_error(response, 400, "bad_request")
+
+
+@pytest.mark.parametrize(
+    "path, body, field",
+    [
+        ("/auth/login", '{"username": "\\ud800", "password": "x"}', "username"),
+        ("/auth/login", '{"username": "ada", "password": "\\udfffabc"}', "password"),
+        ("/auth/register", '{"email": "a@example.com", "username": "ada", "password": "long enough pass \\ud800"}',
+         "password"),
+        ("/auth/password/reset", '{"token": "\\ud800", "new_password": "long enough phrase 123"}', "token"),
+        ("/auth/email/verify", '{"token": "\\ud800"}', "token"),
+    ],
+)
+def test_lone_surrogates_are_validation_errors(client, path, body, field):
+    response = client.post(path, data=body, content_type="application/json")
+    assert_error(response, 422, "validation_error")
+    assert field in response.get_json()["error"]["details"]
+
+
+@pytest.mark.parametrize("session_id", ["%00", "x" * 300, "%ED%A0%80"])
+def test_malformed_session_ids_are_not_found(client, auth, session_id):
+    _, pair = auth.user()
+    response = client.delete(f"/auth/sessions/{session_id}", headers=bearer(pair["access_token"]))
+    assert_error(response, 404, "not_found")
+
+
+def test_delete_endpoints_refuse_body_fields(client, auth):
+    _, pair = auth.user()
+    sid = client.get("/auth/sessions", headers=bearer(pair["access_token"])).get_json()["items"][0]["id"]
+    response = client.delete(f"/auth/sessions/{sid}", json={"x": 1}, headers=bearer(pair["access_token"]))
+    assert_error(response, 422, "validation_error")
+    assert client.get("/users/me", headers=bearer(pair["access_token"])).status_code == 200

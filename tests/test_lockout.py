@@ -169,14 +169,37 @@ def test_lock_is_shared_between_app_instances(app, client, auth, serve):
 
 
 def test_lockout_is_logged_as_a_security_event(client, auth, caplog):
-    user = auth.register(username="ada")
+    auth.register(username="ada")
     with caplog.at_level("INFO"):
         fail(client, "ada", 3)
-        login(client, "ada", PASSWORD)
+        login(client, "ada", PASSWORD)  # one past the threshold: locks
+        login(client, "ada", PASSWORD)  # while locked
 
     events = [getattr(r, "event", None) for r in caplog.records]
-    lockouts = [r for r in caplog.records if getattr(r, "event", None) == "lockout"]
     assert events.count("login_failed") == 3
-    assert len(lockouts) == 1
-    assert lockouts[0].user_id == user["id"]
-    assert "login_locked" in events
+    # Counted before the account is looked up, so the lock names no user.
+    assert events.count("lockout") == 1
+    assert events.count("login_locked") == 1
+
+
+def test_current_password_guesses_with_a_token_are_locked_out_too(client, auth):
+    _, pair = auth.user(username="ada")
+    headers = {"Authorization": f"Bearer {pair['access_token']}"}
+    body = {"current_password": WRONG, "new_password": "a brand new passphrase"}
+    for _ in range(3):
+        assert client.post("/auth/password/change", json=body, headers=headers).status_code == 422
+    right = {"current_password": PASSWORD, "new_password": "a brand new passphrase"}
+    assert_locked(client.post("/auth/password/change", json=right, headers=headers))
+    assert_locked(client.delete("/users/me", json={"password": PASSWORD}, headers=headers))
+    assert client.get("/users/me", headers=headers).status_code == 200
+
+
+def test_concurrent_failures_never_pass_the_threshold(make_app, auth):
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = make_app(LOCKOUT_THRESHOLD="5", LOCKOUT_SECONDS="30").test_client()
+    auth.register(username="ada")
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda _: login(client, "ada", WRONG).status_code, range(24)))
+    # Exactly the threshold's worth of passwords were checked; the rest were locked out.
+    assert statuses.count(401) == 5 and statuses.count(429) == 19

@@ -157,6 +157,10 @@ def test_requests_gunicorn_refuses_get_the_error_envelope(server, case, status):
         head, _, body = raw.partition(b"\r\n\r\n")
         assert head.startswith(f"HTTP/1.1 {status} ".encode())
         assert b"Content-Type: application/json" in head
+        # Every response carries a request id and the security headers (API.md §1, §7).
+        for header in (b"X-Request-ID: ", b"X-Frame-Options: DENY", b"Referrer-Policy: no-referrer",
+                       b"X-Content-Type-Options: nosniff", b"Cache-Control: no-store"):
+            assert header in head
         raw = body
     error = json.loads(raw)["error"]
     assert error["code"] == "bad_request" and set(error) == {"code", "message"}

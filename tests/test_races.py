@@ -244,3 +244,40 @@ def test_logout_on_one_worker_is_seen_by_every_worker(gunicorn_server):
 
     assert outcomes == [(401, "token_revoked")] * len(outcomes)
     assert other_workers, f"every request was answered by the logout's worker {logout_worker}"
+
+
+def test_password_change_ends_sessions_started_with_the_old_password_meanwhile(gunicorn_server):
+    """Logins racing a password change: every session they got must end with it."""
+    url = gunicorn_server.url
+    old, new = PASSWORD, "a completely different passphrase"
+    register = requests.post(url + "/auth/register", timeout=TIMEOUT,
+                             json={"email": "grace@example.com", "username": "grace", "password": old})
+    assert register.status_code == 201
+    owner = requests.post(url + "/auth/login", json={"username": "grace", "password": old}, timeout=TIMEOUT).json()
+    stop = threading.Event()
+    tokens = []
+
+    def keep_logging_in():
+        while not stop.is_set():
+            response = requests.post(url + "/auth/login", json={"username": "grace", "password": old},
+                                     timeout=TIMEOUT)
+            if response.status_code == 200:
+                tokens.append(response.json()["access_token"])
+
+    with ThreadPoolExecutor(3) as pool:
+        for _ in range(3):
+            pool.submit(keep_logging_in)
+        time.sleep(0.5)
+        changed = requests.post(url + "/auth/password/change",
+                                json={"current_password": old, "new_password": new},
+                                headers={"Authorization": f"Bearer {owner['access_token']}"}, timeout=TIMEOUT)
+        time.sleep(0.5)
+        stop.set()
+    assert changed.status_code == 200
+    assert tokens, "no login got in before the change"
+    survivors = [t for t in tokens if requests.get(url + "/users/me", timeout=TIMEOUT,
+                                                   headers={"Authorization": f"Bearer {t}"}).status_code != 401]
+    assert survivors == []
+    new_pair = changed.json()
+    assert requests.get(url + "/users/me", timeout=TIMEOUT,
+                        headers={"Authorization": f"Bearer {new_pair['access_token']}"}).status_code == 200

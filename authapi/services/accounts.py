@@ -1,7 +1,7 @@
 """Accounts: registration, login, profile, password change, deletion."""
 
 from flask import current_app
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import errors, metrics, revocation
@@ -88,20 +88,31 @@ def login(username: str, password: str, user_agent: str | None, ip: str | None) 
     RateLimited while ``username`` is locked out after repeated failures."""
     # Before any password work, and before the look-up, so a locked login
     # answers the same whether or not the account exists.
-    lockout.check(username)
+    lockout.count_attempt(username)
     user = find_by_login(username)
     if not verify_password(user.password_hash if user else None, password) or not user.is_active:
         user_id = user.id if user else None
         current_app.logger.info("login failed", extra={"event": "login_failed", "user_id": user_id})
-        lockout.record_failure(username, user_id)
         raise errors.InvalidCredentials()
     lockout.clear(username, user.username, user.email)
     # Only after the password is right, so this says nothing to a guesser.
     if current_app.config["REQUIRE_VERIFIED_EMAIL"] and not user.is_verified:
         raise errors.EmailNotVerified()
-    if needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
-    user.last_login_at = utcnow()
+    verified_hash = user.password_hash
+    new_hash = hash_password(password) if needs_rehash(verified_hash) else verified_hash
+    # Compare-and-swap on the hash we verified: this UPDATE locks the user's
+    # row (SQLite: the database) until the session is committed. A password
+    # change or reset that committed first makes it match nothing, and one that
+    # comes after sees this session and ends it.
+    updated = db.session.execute(
+        update(User)
+        .where(User.id == user.id, User.password_hash == verified_hash)
+        .values(password_hash=new_hash, last_login_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if updated != 1:
+        db.session.rollback()
+        raise errors.InvalidCredentials()
     session = sessions.start_session(user, user_agent, ip)
     db.session.commit()
     current_app.logger.info("login", extra={"event": "login", "user_id": user.id})
@@ -109,10 +120,15 @@ def login(username: str, password: str, user_agent: str | None, ip: str | None) 
 
 
 def _require_password(user: User, password: str | None, field: str) -> None:
+    """Check a logged-in user's password. Counted like logins (lockout), so a
+    stolen token cannot be used to guess it. Raises ValidationFailed, RateLimited."""
     if not password:
         raise errors.ValidationFailed(details={field: ["Your current password is required."]})
+    attempts = f"password-check:{user.id}"  # ':' is in no username or email
+    lockout.count_attempt(attempts, user.id)
     if not verify_password(user.password_hash, password):
         raise errors.ValidationFailed(details={field: ["Incorrect password."]})
+    lockout.clear(attempts)
 
 
 def update_profile(user: User, current_password: str | None = None, **changes) -> User:
@@ -132,6 +148,8 @@ def update_profile(user: User, current_password: str | None = None, **changes) -
             setattr(user, field, changes[field])
     if email_changes:
         user.is_verified = False
+        # A reset link mailed to the old address must not take the account back.
+        recovery.void_tokens(user, recovery.PASSWORD_RESET)
     commit_unique(changes.get("email"), changes.get("username"), exclude_id=user.id)
     if email_changes:
         recovery.send_verification_email(user)
@@ -147,9 +165,7 @@ def change_password(
     problems = password_problems(new_password, username=user.username, email=user.email)
     if problems:
         raise errors.ValidationFailed(details={"new_password": problems})
-    sessions.revoke_sessions(user, sessions.active_sessions(user), whole_user=True)
-    user.password_hash = hash_password(new_password)
-    recovery.void_tokens(user, recovery.PASSWORD_RESET)
+    recovery.replace_password(user, new_password)
     session = sessions.start_session(user, user_agent, ip)
     db.session.commit()
     current_app.logger.info("password changed", extra={"event": "password_change", "user_id": user.id})

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from .. import errors
 from ..extensions import db
 from ..models import User
-from ..security import hash_password, password_problems
+from ..security import password_problems
 from . import accounts, recovery, sessions
 
 log = logging.getLogger("authapi.admin")
@@ -107,8 +107,10 @@ def update_user(actor, user: User, **changes) -> User:
     user_sessions = sessions.active_sessions(user) if revoke else []
     for field, value in changed.items():
         setattr(user, field, value)
-    if "email" in changed and "is_verified" not in changes:
-        user.is_verified = False
+    if "email" in changed:
+        recovery.void_tokens(user, recovery.PASSWORD_RESET)
+        if "is_verified" not in changes:
+            user.is_verified = False
     if demoting:
         accounts.ensure_an_admin_remains()
     if revoke:
@@ -127,9 +129,7 @@ def set_password(actor, user: User, password: str) -> None:
     problems = password_problems(password, username=user.username, email=user.email)
     if problems:
         raise errors.ValidationFailed(details={"password": problems})
-    user.password_hash = hash_password(password)
-    recovery.void_tokens(user, recovery.PASSWORD_RESET)
-    sessions.revoke_sessions(user, sessions.active_sessions(user), whole_user=True)
+    recovery.replace_password(user, password)
     db.session.commit()
     _audit(actor, "set password", user)
 

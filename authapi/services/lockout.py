@@ -12,6 +12,10 @@ let a guesser confirm which email belongs to which username.
 
 The store's errors are not caught: with Redis down a login answers 503 rather
 than letting password guesses through uncounted (fail closed).
+
+The same counter guards the current-password checks of a logged-in user
+(password change, email change, account deletion), keyed by the user id, so a
+stolen token cannot be used to guess the password.
 """
 
 import hashlib
@@ -29,31 +33,37 @@ def _keys(login: str) -> tuple[str, str]:
     return f"authapi:lockout:{digest}:n", f"authapi:lockout:{digest}:until"
 
 
-def check(login: str) -> None:
-    """Raises RateLimited (429 with Retry-After) while ``login`` is locked."""
-    _, lock_key = _keys(login)
-    (locked_until,) = token_store.get_many([lock_key])
-    if locked_until is None:
-        return
-    current_app.logger.info("login refused: locked out", extra={"event": "login_locked"})
-    raise errors.RateLimited(
-        retry_after=math.ceil(float(locked_until) - time.time()),
-        message="Too many failed logins; try again later.",
-    )
+def count_attempt(login: str, user_id: int | None = None) -> None:
+    """Count an attempt for ``login`` before any password work; raises
+    RateLimited (429 with Retry-After) while it is locked, or when this attempt
+    is one past ``LOCKOUT_THRESHOLD`` consecutive failures (which locks it).
 
-
-def record_failure(login: str, user_id: int | None = None) -> None:
-    """Count a failed login; lock ``login`` once the threshold is reached."""
+    Counting first makes the threshold exact under concurrency (the counter is
+    atomic), and a store failure then stops the attempt before the password is
+    checked, so a 503 says nothing about the password. A success ``clear``s.
+    """
     config = current_app.config
     count_key, lock_key = _keys(login)
+    (locked_until,) = token_store.get_many([lock_key])
+    if locked_until is not None:
+        current_app.logger.info("login refused: locked out", extra={"event": "login_locked"})
+        raise _locked(float(locked_until))
     seconds = config["LOCKOUT_SECONDS"]
-    if token_store.incr(count_key, seconds) < config["LOCKOUT_THRESHOLD"]:
+    if token_store.incr(count_key, seconds) <= config["LOCKOUT_THRESHOLD"]:
         return
-    token_store.set_many([(lock_key, str(time.time() + seconds), seconds)])
+    until = time.time() + seconds
+    token_store.set_many([(lock_key, str(until), seconds)])
     token_store.delete(count_key)
     current_app.logger.warning(
-        "login locked out after repeated failures",
-        extra={"event": "lockout", "user_id": user_id},
+        "login locked out after repeated failures", extra={"event": "lockout", "user_id": user_id}
+    )
+    raise _locked(until)
+
+
+def _locked(until: float) -> errors.RateLimited:
+    return errors.RateLimited(
+        retry_after=max(math.ceil(until - time.time()), 1),
+        message="Too many failed logins; try again later.",
     )
 
 

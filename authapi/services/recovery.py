@@ -26,6 +26,13 @@ def _hash(token: str) -> str:
 
 def void_tokens(user: User, purpose: str) -> None:
     """Spend every unused token of this purpose (not committed)."""
+    # No autoflush: the caller's pending changes (a new email, say) are written
+    # by its own commit, where a uniqueness race is turned into a 409.
+    with db.session.no_autoflush:
+        _void_tokens(user, purpose)
+
+
+def _void_tokens(user: User, purpose: str) -> None:
     db.session.execute(
         update(OneTimeToken)
         .where(
@@ -90,9 +97,9 @@ def send_verification_email(user: User) -> None:
 
 
 def request_verification(user: User) -> None:
-    """Send a new verification email, unless the address is verified already."""
-    if not user.is_verified:
-        send_verification_email(user)
+    """Send a new verification email (also for a verified address: verifying
+    it again is harmless, and the contract promises the email)."""
+    send_verification_email(user)
 
 
 def _forgot_password_job(email: str) -> None:
@@ -108,6 +115,22 @@ def forgot_password(email: str) -> None:
     takes the same time and says the same whether or not the account exists.
     """
     mail.run_in_background(_forgot_password_job, email)
+
+
+def replace_password(user: User, new_password: str) -> None:
+    """Set a new password, void reset tokens and end every session (not
+    committed).
+
+    The new hash is written, locking the user's row (SQLite: the database),
+    before the sessions are read: a login racing with this either finds the
+    new hash and fails (its compare-and-swap matches nothing), or committed its
+    session first and has it ended here.
+    """
+    new_hash = hash_password(new_password)  # the slow part, before the lock
+    user.password_hash = new_hash
+    db.session.flush()
+    void_tokens(user, PASSWORD_RESET)
+    sessions.revoke_sessions(user, sessions.active_sessions(user), whole_user=True)
 
 
 def _usable_token(token: str, purpose: str) -> OneTimeToken:
@@ -159,9 +182,7 @@ def reset_password(token: str, new_password: str) -> None:
     if problems:
         raise errors.ValidationFailed(details={"new_password": problems})
     _spend(record)
-    sessions.revoke_sessions(user, sessions.active_sessions(user), whole_user=True)
-    user.password_hash = hash_password(new_password)
-    void_tokens(user, PASSWORD_RESET)
+    replace_password(user, new_password)
     db.session.commit()
     # The owner proved control of the mailbox: a lockout a guesser caused ends.
     lockout.clear(user.username, user.email)

@@ -10,6 +10,7 @@ from sqlalchemy import delete, select, update
 from .. import errors, metrics, revocation
 from ..extensions import db
 from ..models import AuthSession, User, utcnow
+from ..security import UUID_PATTERN
 
 
 def _new_id() -> str:
@@ -135,7 +136,8 @@ def revoke_sessions(user: User, sessions: list[AuthSession], *, whole_user: bool
 def end_session(user: User, session_id: str) -> None:
     """Revoke one of the user's active sessions. Raises NotFound for an
     unknown, ended or foreign session."""
-    session = db.session.get(AuthSession, session_id)
+    # Only a well-formed id reaches the database (PostgreSQL refuses NUL in text).
+    session = db.session.get(AuthSession, session_id) if UUID_PATTERN.match(session_id) else None
     if session is None or session.user_id != user.id or not session.is_active_at(utcnow()):
         raise errors.NotFound("Session not found.")
     revoke_sessions(user, [session])
