@@ -115,7 +115,9 @@ def test_a_full_flow_logs_json_events_and_no_secret(make_app, serve, smtp_server
     for _ in range(2):
         call("POST", "/auth/login", json={"username": PASSWORDS["as_username"], "password": PASSWORDS["wrong"]})
     locked = call("POST", "/auth/login", json={"username": PASSWORDS["as_username"], "password": PASSWORDS["wrong"]})
-    assert locked.status_code == 429
+    assert locked.status_code == 429  # one past the threshold: the lockout
+    still = call("POST", "/auth/login", json={"username": PASSWORDS["as_username"], "password": PASSWORDS["wrong"]})
+    assert still.status_code == 429  # while locked
 
     output = server.log_path.read_text()
     lines = [line for line in output.splitlines() if line.strip()]
