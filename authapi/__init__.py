@@ -9,11 +9,10 @@ from sqlalchemy.exc import DBAPIError
 
 from config import load_config
 
-from . import auth, docs, health, keys, metrics, users
+from . import auth, docs, health, keys, metrics, ratelimit, users
 from . import security  # noqa: F401  registers the JWT callbacks
 from .cli import register_commands
 from .errors import register_error_handlers
-from . import ratelimit
 from .extensions import api, db, jwt, migrate, token_store
 from .http import init_cors, register_request_hooks
 from .logs import configure_logging

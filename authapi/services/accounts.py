@@ -36,6 +36,14 @@ def check_unique(email: str | None, username: str | None, exclude_id: int | None
     return details
 
 
+def ensure_unique(email: str | None, username: str | None, exclude_id: int | None = None) -> None:
+    """Raises Conflict, naming the field, when another account uses ``email``
+    or ``username``."""
+    details = check_unique(email, username, exclude_id)
+    if details:
+        raise errors.Conflict("The email or username is already taken.", details)
+
+
 def commit_unique(email: str | None, username: str | None, exclude_id: int | None = None):
     """Commit, turning a uniqueness violation (also one lost to a concurrent
     request after our pre-check) into Conflict."""
@@ -63,9 +71,7 @@ def create_account(
 ) -> User:
     """Insert an account and, unless it is verified, send the verification
     email. Raises Conflict when the email or username is taken."""
-    details = check_unique(email, username)
-    if details:
-        raise errors.Conflict("The email or username is already taken.", details)
+    ensure_unique(email, username)
     user = User(
         email=email,
         username=username,
@@ -140,9 +146,7 @@ def update_profile(user: User, current_password: str | None = None, **changes) -
     if email_changes:
         # Checked first, so the endpoint cannot probe which emails exist.
         _require_password(user, current_password, "current_password")
-    details = check_unique(new_email, changes.get("username"), exclude_id=user.id)
-    if details:
-        raise errors.Conflict("The email or username is already taken.", details)
+    ensure_unique(new_email, changes.get("username"), exclude_id=user.id)
     for field in ("full_name", "username", "email"):
         if field in changes:
             setattr(user, field, changes[field])

@@ -98,12 +98,10 @@ def update_user(actor, user: User, **changes) -> User:
     if "email" in changed and changed["email"].lower() == user.email.lower():
         changed.pop("email")
         user.email = changes["email"]  # only the letter case differs
-    details = accounts.check_unique(changed.get("email"), changed.get("username"), exclude_id=user.id)
-    if details:
-        raise errors.Conflict("The email or username is already taken.", details)
+    accounts.ensure_unique(changed.get("email"), changed.get("username"), exclude_id=user.id)
 
-    demoting = ("role" in changed or changed.get("is_active") is False) and accounts.removing_admin(user)
     revoke = "role" in changed or changed.get("is_active") is False
+    demoting = revoke and accounts.removing_admin(user)
     user_sessions = sessions.active_sessions(user) if revoke else []
     for field, value in changed.items():
         setattr(user, field, value)
