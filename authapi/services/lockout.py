@@ -44,12 +44,12 @@ def count_attempt(login: str, user_id: int | None = None) -> None:
     """
     config = current_app.config
     count_key, lock_key = _keys(login)
-    (locked_until,) = token_store.get_many([lock_key])
-    if locked_until is not None:
-        current_app.logger.info("login refused: locked out", extra={"event": "login_locked"})
-        raise _locked(float(locked_until))
+    _refuse_if_locked(lock_key)
     seconds = config["LOCKOUT_SECONDS"]
     if token_store.incr(count_key, seconds) <= config["LOCKOUT_THRESHOLD"]:
+        # Look again: a concurrent attempt may have locked the login (and reset
+        # the count) between our first look and our count.
+        _refuse_if_locked(lock_key)
         return
     until = time.time() + seconds
     token_store.set_many([(lock_key, str(until), seconds)])
@@ -58,6 +58,13 @@ def count_attempt(login: str, user_id: int | None = None) -> None:
         "login locked out after repeated failures", extra={"event": "lockout", "user_id": user_id}
     )
     raise _locked(until)
+
+
+def _refuse_if_locked(lock_key: str) -> None:
+    (locked_until,) = token_store.get_many([lock_key])
+    if locked_until is not None:
+        current_app.logger.info("login refused: locked out", extra={"event": "login_locked"})
+        raise _locked(float(locked_until))
 
 
 def _locked(until: float) -> errors.RateLimited:
