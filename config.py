@@ -271,11 +271,14 @@ def engine_options(url: str | None) -> dict:
         # Several gunicorn workers write to one file: wait for the lock instead
         # of failing with "database is locked".
         return {"connect_args": {"timeout": 30}, "hide_parameters": True}
-    # pre_ping survives a restarted database or killed connections without a
-    # restart of the app; recycle stays under common proxy idle timeouts.
-    # hide_parameters keeps hashes and token digests out of logged SQL errors.
+    # No pre-ping: it is a round trip on every request. A connection the
+    # server killed fails its first query instead (a 503), and SQLAlchemy then
+    # replaces every pooled connection older than the failure, so a restarted
+    # database costs at most one 503 per worker thread in flight. recycle stays
+    # under common proxy idle timeouts. hide_parameters keeps hashes and token
+    # digests out of logged SQL errors.
     return {
-        "pool_pre_ping": True,
+        "pool_pre_ping": False,
         "pool_recycle": 1800,
         "pool_size": 5,
         "max_overflow": 10,

@@ -1,6 +1,6 @@
 """Extension objects, created unbound and initialised by ``create_app``."""
 
-from flask import current_app
+from flask import current_app, has_request_context, request
 from flask_cors import CORS
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
@@ -9,6 +9,7 @@ from flask_migrate import Migrate
 import flask_smorest
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
+import flask_sqlalchemy.session
 from sqlalchemy.orm import DeclarativeBase
 
 from .docs import ErrorOut
@@ -19,7 +20,36 @@ class Base(DeclarativeBase):
     pass
 
 
-db = SQLAlchemy(model_class=Base)
+READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class Session(flask_sqlalchemy.session.Session):
+    """Requests that change nothing read in autocommit.
+
+    Each query is then one round trip, with no BEGIN before it and no ROLLBACK
+    after it, and psycopg keeps its prepared statements (a ROLLBACK clears
+    them). No GET, HEAD or OPTIONS view writes; writes keep their transaction.
+    """
+
+    def get_bind(self, *args, **kwargs):
+        engine = super().get_bind(*args, **kwargs)
+        if has_request_context() and request.method in READ_ONLY_METHODS:
+            return _autocommit(engine)
+        return engine
+
+
+def _autocommit(engine):
+    # One option engine per engine: it shares the engine's pool.
+    try:
+        return engine._authapi_autocommit
+    except AttributeError:
+        engine._authapi_autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        return engine._authapi_autocommit
+
+
+# expire_on_commit=False: a view answers from the objects it just committed
+# without loading them again (a BEGIN, a SELECT per object and a ROLLBACK).
+db = SQLAlchemy(model_class=Base, session_options={"class_": Session, "expire_on_commit": False})
 migrate = Migrate()
 jwt = JWTManager()
 api = Api()

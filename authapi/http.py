@@ -105,6 +105,10 @@ def add_response_headers(response):
 def init_cors(app):
     """Cross-origin access for CORS_ORIGINS only; an empty list allows none.
     Credentials (the refresh cookie) go only to those origins."""
+    if not app.config["CORS_ORIGINS"]:
+        # No origin is allowed: no CORS headers to add, so no hook on every
+        # response (and a preflight gets none, which a browser refuses).
+        return
     cors.init_app(
         app,
         origins=app.config["CORS_ORIGINS"],

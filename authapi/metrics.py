@@ -10,7 +10,7 @@ workers, so a scrape answered by any worker gives the same totals. Without it
 import logging
 import os
 import time
-from functools import wraps
+from functools import lru_cache, wraps
 
 from flask import Response, request
 from prometheus_client import (
@@ -52,9 +52,12 @@ REFRESH_REUSE = Counter(
     "Spent refresh tokens presented again; each detection ends its session.",
 )
 
-# Requests no route matched get one label value, not their path: a scanner
-# must not be able to create a time series per URL it tries.
+# Requests no route matched get one label value, not their path, and methods
+# outside HTTP's own one value too: a scanner must not be able to create a time
+# series per URL or method name it tries.
 UNMATCHED = "unmatched"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+OTHER_METHOD = "other"
 START_KEY = "authapi.metrics.start"
 
 
@@ -89,16 +92,21 @@ class _StartTimer:
         return self.wsgi_app(environ, start_response)
 
 
+@lru_cache(maxsize=None)
+def _series(endpoint: str, method: str, status: int):
+    # Looked up once per label set (endpoints, methods and codes are few: see
+    # UNMATCHED), not on every request.
+    labels = {"endpoint": endpoint, "method": method, "status": str(status)}
+    return REQUESTS.labels(**labels), LATENCY.labels(**labels)
+
+
 def _record(response):
-    labels = {
-        "endpoint": request.endpoint or UNMATCHED,
-        "method": request.method,
-        "status": str(response.status_code),
-    }
-    REQUESTS.labels(**labels).inc()
+    method = request.method if request.method in METHODS else OTHER_METHOD
+    requests, latency = _series(request.endpoint or UNMATCHED, method, response.status_code)
+    requests.inc()
     started = request.environ.get(START_KEY)
     if started is not None:
-        LATENCY.labels(**labels).observe(time.perf_counter() - started)
+        latency.observe(time.perf_counter() - started)
     return response
 
 

@@ -1,6 +1,6 @@
 """The /users blueprint: the caller's own account, and user administration."""
 
-from flask_jwt_extended import current_user, jwt_required
+from flask_jwt_extended import current_user, get_current_user, jwt_required
 
 from .extensions import Blueprint
 from .permissions import admin_required
@@ -23,7 +23,8 @@ bp = Blueprint("users", __name__, url_prefix="/users", description="User account
 @jwt_required()
 @bp.response(200, UserOut)
 def me():
-    return current_user
+    # The user itself, not the current_user proxy: the dump reads every field.
+    return get_current_user()
 
 
 @bp.patch("/me")

@@ -210,6 +210,16 @@ def test_unmatched_paths_share_one_label(server):
     assert samples[("authapi_http_requests_total", labels(endpoint="unmatched", method="GET", status="404"))] >= 1
 
 
+
+def test_invented_methods_share_one_label(server):
+    probe = "PROBE" + uuid.uuid4().hex[:8].upper()
+    response = requests.request(probe, f"{server.url}/users/me", timeout=5)
+    assert response.status_code == 405
+    text = requests.get(server.url + "/metrics", timeout=5).text
+    assert probe not in text
+    samples = scrape(server)
+    assert samples[("authapi_http_requests_total", labels(endpoint="unmatched", method="other", status="405"))] >= 1
+
 def request_lines(server) -> list[dict]:
     lines = [json.loads(line) for line in server.log_path.read_text().splitlines() if line.startswith("{")]
     return [line for line in lines if line.get("message") == "request" or line.get("logger") in
