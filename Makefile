@@ -30,7 +30,7 @@ test: $(VENV)/.installed-dev
 
 # Throughput and latency as ratios to the stack's own ceiling (issue 8): starts
 # PostgreSQL if needed, a private Redis and gunicorn; prints a table and writes
-# bench/results.json. Takes about 6 minutes.
+# bench/results.json. Takes about 8 minutes.
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 

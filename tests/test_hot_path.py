@@ -1,0 +1,77 @@
+"""What the hot path sends to the database (issue 8), on SQLite and PostgreSQL:
+a request that changes nothing reads in autocommit, one statement per query;
+a write keeps its transaction; nothing is loaded again after a commit."""
+
+import contextlib
+
+import pytest
+from sqlalchemy import event
+
+from authapi import mail
+from authapi.extensions import db
+
+from .conftest import bearer
+
+
+@contextlib.contextmanager
+def statements(app):
+    """Every statement the app's engine executes, with whether the driver
+    connection was in autocommit at the time."""
+    # Registration's verification email is written by a background job.
+    mail.wait_for_background_jobs()
+    seen = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        autocommit = conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+        seen.append((statement.split()[0].upper(), autocommit))
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_reading_the_own_account_is_one_statement_in_autocommit(app, client, auth, method):
+    _, pair = auth.user()
+
+    with statements(app) as seen:
+        response = client.open("/users/me", method=method, headers=bearer(pair["access_token"]))
+
+    assert response.status_code == 200
+    assert seen == [("SELECT", True)]
+
+
+def test_listing_sessions_reads_in_autocommit(app, client, auth):
+    _, pair = auth.user()
+
+    with statements(app) as seen:
+        response = client.get("/auth/sessions", headers=bearer(pair["access_token"]))
+
+    assert response.status_code == 200
+    assert seen and all(autocommit for _, autocommit in seen), seen
+
+
+def test_refresh_writes_in_a_transaction_and_loads_nothing_after_its_commit(app, client, auth):
+    _, pair = auth.user()
+
+    with statements(app) as seen:
+        response = client.post("/auth/refresh", headers=bearer(pair["refresh_token"]))
+
+    assert response.status_code == 200
+    # The user load, the compare-and-swap of the session; nothing after the
+    # commit, though the answer is built from the committed objects.
+    assert seen == [("SELECT", False), ("UPDATE", False)]
+
+
+def test_login_loads_nothing_after_its_commit(app, client, auth):
+    user = auth.register()
+
+    with statements(app) as seen:
+        auth.login(user["username"])
+
+    assert [kind for kind, _ in seen] == ["SELECT", "UPDATE", "INSERT"]
+    assert not any(autocommit for _, autocommit in seen)
