@@ -274,12 +274,14 @@ def engine_options(url: str | None) -> dict:
     # No pre-ping: it is a round trip on every request. A connection the
     # server killed fails its first query instead (a 503), and SQLAlchemy then
     # replaces every pooled connection older than the failure, so a restarted
-    # database costs at most one 503 per worker thread in flight. recycle stays
-    # under common proxy idle timeouts. hide_parameters keeps hashes and token
-    # digests out of logged SQL errors.
+    # database costs at most one 503 per worker thread in flight. Connections
+    # are replaced after 5 minutes, under the idle timeouts of common load
+    # balancers and NAT gateways (AWS NLB: 350 s), which would otherwise drop
+    # them silently while the pool keeps them. hide_parameters keeps hashes and
+    # token digests out of logged SQL errors.
     return {
         "pool_pre_ping": False,
-        "pool_recycle": 1800,
+        "pool_recycle": 300,
         "pool_size": 5,
         "max_overflow": 10,
         "hide_parameters": True,

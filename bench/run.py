@@ -92,7 +92,10 @@ def me():
     mark, cutoff = store.mget([f"authapi:{{u:{user_id}}}:s:{claims['sid']}", f"authapi:{{u:{user_id}}}:u"])
     if mark is not None or (cutoff is not None and claims["iat"] < int(cutoff)):
         return {"error": "revoked"}, 401
-    return user_out.dump(db.session.get(User, int(user_id)))
+    user = db.session.get(User, int(user_id))
+    if user is None or not user.is_active or user.role != claims["role"]:
+        return {"error": "revoked"}, 401
+    return user_out.dump(user)
 '''
 
 # Ratio targets of issue 8: (name, description, check(results) -> (value, limit, met)).

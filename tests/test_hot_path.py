@@ -3,6 +3,7 @@ a request that changes nothing reads in autocommit, one statement per query;
 a write keeps its transaction; nothing is loaded again after a commit."""
 
 import contextlib
+import sqlite3
 
 import pytest
 from sqlalchemy import event
@@ -15,15 +16,15 @@ from .conftest import bearer
 
 @contextlib.contextmanager
 def statements(app):
-    """Every statement the app's engine executes, with whether the driver
-    connection was in autocommit at the time."""
+    """Every statement the app's engine executes, with whether the driver's
+    connection was in autocommit at the time (its own state, not SQLAlchemy's
+    setting, so a pooled connection left in autocommit would show)."""
     # Registration's verification email is written by a background job.
     mail.wait_for_background_jobs()
     seen = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
-        autocommit = conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
-        seen.append((statement.split()[0].upper(), autocommit))
+        seen.append((statement.split()[0].upper(), driver_autocommit(conn.connection.dbapi_connection)))
 
     with app.app_context():
         engine = db.engine
@@ -32,6 +33,12 @@ def statements(app):
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+def driver_autocommit(dbapi_connection) -> bool:
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        return dbapi_connection.isolation_level is None  # pysqlite's autocommit
+    return dbapi_connection.autocommit  # psycopg
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
@@ -64,6 +71,20 @@ def test_refresh_writes_in_a_transaction_and_loads_nothing_after_its_commit(app,
     assert response.status_code == 200
     # The user load, the compare-and-swap of the session; nothing after the
     # commit, though the answer is built from the committed objects.
+    assert seen == [("SELECT", False), ("UPDATE", False)]
+
+
+def test_a_write_after_reads_on_the_same_connection_has_its_transaction(app, client, auth):
+    # One pooled connection serves the GETs and then the POST: the reads'
+    # autocommit must not stay on it.
+    _, pair = auth.user()
+    for _ in range(3):
+        assert client.get("/users/me", headers=bearer(pair["access_token"])).status_code == 200
+
+    with statements(app) as seen:
+        response = client.post("/auth/refresh", headers=bearer(pair["refresh_token"]))
+
+    assert response.status_code == 200
     assert seen == [("SELECT", False), ("UPDATE", False)]
 
 
