@@ -6,7 +6,8 @@ serves ``gunicorn wsgi:app`` with the repository's gunicorn.conf.py (sync
 workers, WEB_CONCURRENCY=2, production settings, rate limits off) and drives it
 from another process: wrk when it is installed, otherwise a bounded Python
 client. Every figure is the median of RUNS runs of DURATION seconds; all cases
-run in the same invocation so that their ratios hold on a noisy machine.
+run in the same invocation, in rounds of one run of each case (ceiling, me,
+me_floor, ... then again), so that their ratios hold on a noisy machine.
 me, login and mixed are measured again under gthread workers (the default of
 gunicorn.conf.py) for the choice of worker class, and me_floor measures the
 least work /users/me needs in a bare view (ME_FLOOR_APP); those ratios are
@@ -600,61 +601,69 @@ def main(argv=None):
         (ceiling_dir / "ceiling.py").write_text(CEILING_APP)
         (ceiling_dir / "me_floor.py").write_text(ME_FLOOR_APP)
 
-        def measure(name, run_once):
-            runs = []
+        def run_rounds(trials):
+            """Run every trial once per round, round after round: each case's
+            runs sit beside the others' in time, so a slow minute of a noisy
+            machine falls on all of them alike. {name: median of its runs}."""
+            runs = {name: [] for name, _ in trials}
             for i in range(args.runs):
-                runs.append(run_once())
-                r = runs[-1]
-                p = f", p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms" if r["p50_ms"] is not None else ""
-                print(f"  {name} run {i + 1}: {r['rps']:.1f} req/s{p}, errors {r['errors']}", flush=True)
-            return median_of(runs)
+                for name, run_once in trials:
+                    r = run_once()
+                    runs[name].append(r)
+                    p = f", p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms" if r["p50_ms"] is not None else ""
+                    print(f"  {name} run {i + 1}: {r['rps']:.1f} req/s{p}, errors {r['errors']}", flush=True)
+            return {name: median_of(name_runs) for name, name_runs in runs.items()}
 
         for worker_class in ["sync"] + ([] if args.no_gthread or "mixed" not in cases else ["gthread"]):
             suffix = "" if worker_class == "sync" else "_gthread"
             print(f"bench: worker class {worker_class}", flush=True)
             wanted = cases if worker_class == "sync" else ["ceiling", "me", "login", "mixed"]
-            if "ceiling" in wanted:
-                ceiling, ceiling_url = start_gunicorn(procs, f"ceiling{suffix}", "ceiling:app", env,
-                                                      worker_class, chdir=ceiling_dir)
-                results["ceiling" + suffix] = measure("ceiling" + suffix, lambda: client(
-                    ceiling_url, Case("ceiling", path="/"), args.duration, workdir))
-                procs.stop(ceiling)
+            # Every server is up for the whole round; the idle ones cost nothing.
             server, url = start_gunicorn(procs, f"authapi{suffix}", "wsgi:app", env, worker_class)
             users = seed_users(url, 4, "bench")
             access = login(url, users[0])["access_token"]
             me = Case("me", path="/users/me", headers={"Authorization": f"Bearer {access}"})
+            trials, others = [], []
+            if "ceiling" in wanted:
+                ceiling, ceiling_url = start_gunicorn(procs, f"ceiling{suffix}", "ceiling:app", env,
+                                                worker_class, chdir=ceiling_dir)
+                others.append(ceiling)
+                trials.append(("ceiling" + suffix, lambda: client(
+                    ceiling_url, Case("ceiling", path="/"), args.duration, workdir)))
             if "me" in wanted or "mixed" in wanted:
-                results["me" + suffix] = measure("me" + suffix, lambda: client(url, me, args.duration, workdir))
+                trials.append(("me" + suffix, lambda: client(url, me, args.duration, workdir)))
             if "me_floor" in wanted:
-                # authapi's workers sit idle meanwhile; it signed the token.
+                # authapi signed the token the floor checks.
                 floor, floor_url = start_gunicorn(procs, "me_floor", "me_floor:app", env, worker_class,
                                                   chdir=ceiling_dir, pythonpath=ROOT)
-                results["me_floor"] = measure("me_floor", lambda: client(
-                    floor_url, Case("me_floor", path="/", headers=me.headers), args.duration, workdir))
-                procs.stop(floor)
+                others.append(floor)
+                trials.append(("me_floor", lambda: client(
+                    floor_url, Case("me_floor", path="/", headers=me.headers), args.duration, workdir)))
             if "live" in wanted:
-                results["live"] = measure("live", lambda: client(
-                    url, Case("live", path="/health/live"), args.duration, workdir))
+                trials.append(("live", lambda: client(
+                    url, Case("live", path="/health/live"), args.duration, workdir)))
             if "login" in wanted and "login" in cases:
                 body = json.dumps({"username": users[1], "password": PASSWORD})
-                results["login" + suffix] = measure("login" + suffix, lambda: client(url, Case(
+                trials.append(("login" + suffix, lambda: client(url, Case(
                     "login", "POST", "/auth/login", {"Content-Type": "application/json"}, body,
-                    connections=4), args.duration, workdir))
+                    connections=4), args.duration, workdir)))
             if "argon2_verify" in wanted:
-                results["argon2_verify"] = measure("argon2_verify", lambda: argon2_verify(args.duration))
+                trials.append(("argon2_verify", lambda: argon2_verify(args.duration)))
             if "refresh" in wanted:
                 def refresh_once():
                     seeds = [login(url, users[2])["refresh_token"] for _ in range(8)]
                     return client(url, Case("refresh", "POST", "/auth/refresh", connections=8,
                                             kind="refresh", seeds=seeds), args.duration, workdir)
-                results["refresh"] = measure("refresh", refresh_once)
+                trials.append(("refresh", refresh_once))
             if "register" in wanted:
-                results["register"] = measure("register", lambda: client(url, Case(
+                trials.append(("register", lambda: client(url, Case(
                     "register", "POST", "/auth/register", {"Content-Type": "application/json"},
-                    connections=4, kind="register"), args.duration, workdir))
+                    connections=4, kind="register"), args.duration, workdir)))
             if "mixed" in wanted:
-                results["mixed" + suffix] = measure("mixed" + suffix, lambda: mixed_run(
-                    client, url, me, args.duration, workdir))
+                trials.append(("mixed" + suffix, lambda: mixed_run(client, url, me, args.duration, workdir)))
+            results.update(run_rounds(trials))
+            for process in others:
+                procs.stop(process)
             if worker_class == "sync":
                 results["worker_rss_mb"] = max(worker_rss_mb(server.pid))
                 results["worker_rss_all_mb"] = worker_rss_mb(server.pid)
