@@ -142,7 +142,9 @@ def test_unknown_email_login_answers_like_a_wrong_password(client, auth):
     assert wrong.get_json() == unknown.get_json()
 
 
-def test_unknown_user_login_runs_argon2_verify(client, auth, monkeypatch):
+@pytest.fixture
+def verified_hashes(monkeypatch):
+    """The hashes argon2 verifies passwords against, in order."""
     calls = []
     original = PasswordHasher.verify
 
@@ -151,24 +153,20 @@ def test_unknown_user_login_runs_argon2_verify(client, auth, monkeypatch):
         return original(self, password_hash, password)
 
     monkeypatch.setattr(PasswordHasher, "verify", spy)
+    return calls
+
+
+def test_unknown_user_login_runs_argon2_verify(client, auth, verified_hashes):
     response = login(client, "nobody-here", PASSWORD)
     assert (response.status_code, error_code(response)) == (401, "invalid_credentials")
-    assert len(calls) == 1 and calls[0].startswith("$argon2id$")
+    assert len(verified_hashes) == 1 and verified_hashes[0].startswith("$argon2id$")
 
 
-def test_unknown_user_verify_uses_the_current_parameters(make_app, monkeypatch):
-    calls = []
-    original = PasswordHasher.verify
-
-    def spy(self, password_hash, password):
-        calls.append(password_hash)
-        return original(self, password_hash, password)
-
-    monkeypatch.setattr(PasswordHasher, "verify", spy)
+def test_unknown_user_verify_uses_the_current_parameters(make_app, verified_hashes):
     app = make_app(ARGON2_TIME_COST=2)
     assert login(app.test_client(), "nobody-here").status_code == 401
     # Same cost as a real user's hash made with these settings.
-    assert extract_parameters(calls[0]).time_cost == 2
+    assert extract_parameters(verified_hashes[0]).time_cost == 2
 
 
 @pytest.mark.parametrize("password", ["x", "authapi-dummy-password", PASSWORD, ""])
