@@ -7,6 +7,8 @@ import time
 
 from argon2 import PasswordHasher, extract_parameters
 
+from clients import run_together
+
 
 def _verify_loop(password_hash: str, password: str, stop_at: float, counter):
     hasher = PasswordHasher.from_parameters(extract_parameters(password_hash))
@@ -21,14 +23,10 @@ def _verify_loop(password_hash: str, password: str, stop_at: float, counter):
 def argon2_verify(password_hash: str, password: str, duration: int, processes: int) -> dict:
     counter = multiprocessing.Value("l", 0)
     stop_at = time.time() + duration
-    procs = [multiprocessing.Process(target=_verify_loop, args=(password_hash, password, stop_at, counter))
-             for _ in range(processes)]
-    started = time.time()
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join()
-    elapsed = time.time() - started
+    elapsed = run_together([
+        multiprocessing.Process(target=_verify_loop, args=(password_hash, password, stop_at, counter))
+        for _ in range(processes)
+    ])
     return {"requests": counter.value, "rps": counter.value / elapsed, "p50_ms": None, "p99_ms": None,
             "errors": 0, "processes": processes}
 

@@ -34,6 +34,16 @@ class Load:
     seeds: list[str] = field(default_factory=list)
 
 
+def run_together(parallel: list) -> float:
+    """Start every thread or process, wait for all; the seconds that took."""
+    started = time.perf_counter()
+    for each in parallel:
+        each.start()
+    for each in parallel:
+        each.join()
+    return time.perf_counter() - started
+
+
 def _figures(requests: int, seconds: float, p50_s: float, p99_s: float, errors: int, load: Load) -> dict:
     return {"requests": requests, "rps": requests / seconds, "p50_ms": p50_s * 1000,
             "p99_ms": p99_s * 1000, "errors": errors, "connections": load.connections}
@@ -171,13 +181,7 @@ def run_python(url: str, load: Load, duration: int, workdir: Path) -> dict:
     stamp = time.time_ns() % 10**9
     connections = [_Connection(url, load, i, stamp) for i in range(load.connections)]
     stop_at = time.monotonic() + duration
-    threads = [threading.Thread(target=c.run_until, args=(stop_at,)) for c in connections]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
+    elapsed = run_together([threading.Thread(target=c.run_until, args=(stop_at,)) for c in connections])
     merged = sorted(x for c in connections for x in c.latencies)
     if not merged:
         raise RuntimeError(f"{url}{load.path}: no request completed")

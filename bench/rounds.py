@@ -74,7 +74,7 @@ def run_in_rounds(cases: list[Case], setup: Setup, rounds: int, worker_class: st
     runs = {case.name: [] for case in cases}
     for i in range(rounds):
         for case in cases:
-            r = case.run(setup)
+            r = case.run_once(setup)
             runs[case.name].append(r)
             p = f", p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms" if r["p50_ms"] is not None else ""
             print(f"  {result_name(case.name, worker_class)} run {i + 1}: {r['rps']:.1f} req/s{p}, "

@@ -8,10 +8,11 @@ from another process: wrk when it is installed, otherwise a bounded Python
 client. Every figure is the median of RUNS runs of DURATION seconds; all cases
 run in the same invocation, in rounds of one run of each case (ceiling, me,
 me_floor, ... then again), so that their ratios hold on a noisy machine.
-me, login and mixed are measured again under gthread workers (the default of
-gunicorn.conf.py) for the choice of worker class, and me_floor measures the
-least work /users/me needs in a bare view (bench/apps/me_floor.py); those
-ratios are reported but do not decide the exit status.
+The cases marked gthread in cases.py (ceiling, me, login, mixed) are measured
+again under gthread workers (the default of gunicorn.conf.py) for the choice
+of worker class, and me_floor measures the least work /users/me needs in a
+bare view (bench/apps/me_floor.py); those ratios are reported but do not
+decide the exit status.
 
 Prints a table and writes bench/results.json. Exits 1 when a target is missed.
 
@@ -45,7 +46,7 @@ def parse_args(argv):
     parser.add_argument("--client", choices=sorted(CLIENTS), default="wrk" if shutil.which("wrk") else "python")
     parser.add_argument("--cases", default=",".join(CASE_NAMES))
     parser.add_argument("--no-gthread", action="store_true",
-                        help="skip measuring me, login and mixed under gthread workers too")
+                        help="skip measuring ceiling, me, login and mixed under gthread workers too")
     parser.add_argument("--output", default=str(RESULTS))
     return parser.parse_args(argv)
 
