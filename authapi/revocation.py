@@ -14,18 +14,18 @@ from flask import current_app
 from .extensions import token_store
 
 
-def _session_key(user_id, session_id) -> str:
+def session_key(user_id, session_id) -> str:
     return f"authapi:{{u:{user_id}}}:s:{session_id}"
 
 
-def _user_key(user_id) -> str:
+def user_key(user_id) -> str:
     return f"authapi:{{u:{user_id}}}:u"
 
 
 def is_revoked(claims: dict) -> bool:
     """Raises the store's connection errors: callers must fail closed."""
     session_mark, cutoff = token_store.get_many(
-        [_session_key(claims["sub"], claims["sid"]), _user_key(claims["sub"])]
+        [session_key(claims["sub"], claims["sid"]), user_key(claims["sub"])]
     )
     if session_mark is not None:
         return True
@@ -41,7 +41,7 @@ def revoke_sessions(user_id: int, sessions, *, whole_user: bool = False) -> None
     """
     now = datetime.now().astimezone()
     entries = [
-        (_session_key(user_id, s.id), "1", (s.expires_at - now).total_seconds() + 1)
+        (session_key(user_id, s.id), "1", (s.expires_at - now).total_seconds() + 1)
         for s in sessions
         if s.expires_at > now
     ]
@@ -50,6 +50,6 @@ def revoke_sessions(user_id: int, sessions, *, whole_user: bool = False) -> None
         # the cut-off are caught by their session mark, and tokens issued after
         # it (a new login in the same second) stay valid.
         ttl = max(current_app.config["ACCESS_TOKEN_TTL"], current_app.config["REFRESH_TOKEN_TTL"])
-        entries.append((_user_key(user_id), str(int(time.time())), ttl))
+        entries.append((user_key(user_id), str(int(time.time())), ttl))
     if entries:
         token_store.set_many(entries)
