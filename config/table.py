@@ -1,7 +1,10 @@
 """The settings table: every environment variable authapi reads (API.md §5),
 each declared once with its parser, default per environment, meaning and
-check. Adding a setting is adding a row; docs/configuration.md is made from
-this table (``python -m config.page``)."""
+check (``config.setting.Setting`` says what each field does).
+
+Adding a setting is adding a row to its section here (and a check above it if
+bounds or choices do not say it), then ``python -m config.page >
+docs/configuration.md``; the app reads it as ``app.config["<NAME>"]``."""
 
 import os
 import re
@@ -159,8 +162,8 @@ SECTIONS = (
         # contract exempts /health/* (load balancers probe by address): the list
         # goes under another key, for authapi.http.check_host, and Flask's key
         # stays None (Config.TRUSTED_HOSTS).
-        S("TRUSTED_HOSTS", comma_list, "", "comma-separated host names (`.example.com`: and its "
-          "subdomains); any other `Host` gets 400, `/health/*` excepted",
+        S("TRUSTED_HOSTS", comma_list, "", "comma-separated host names, a leading dot allowing "
+          "subdomains; any other `Host` gets 400, `/health/*` excepted",
           stored_as="AUTHAPI_TRUSTED_HOSTS"),
         S("MAX_CONTENT_LENGTH", integer, "65536", "bytes; a larger body gets 413", bounds=POSITIVE),
     )),
