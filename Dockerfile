@@ -18,7 +18,8 @@ RUN pip install --no-cache-dir -r requirements.txt
 # The code belongs to root and is only readable by the user the app runs as.
 COPY migrations ./migrations
 COPY authapi ./authapi
-COPY config.py wsgi.py gunicorn.conf.py ./
+COPY config ./config
+COPY wsgi.py gunicorn.conf.py ./
 
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin authapi
 USER 10001

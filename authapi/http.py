@@ -54,7 +54,7 @@ def assign_request_id() -> None:
 def check_host():
     """TRUSTED_HOSTS (API.md §5): refuse a Host header naming another host,
     so nothing can be tricked into trusting a forged one."""
-    allowed = current_app.config["ALLOWED_HOSTS"]
+    allowed = current_app.config["AUTHAPI_TRUSTED_HOSTS"]
     # Load balancers probe /health/* by address.
     if not allowed or request.path.startswith("/health/"):
         return

@@ -16,6 +16,8 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 import config
+from config.page import markdown
+from config.table import GUNICORN_SETTINGS, SETTINGS
 from authapi import models  # noqa: F401  registers the tables on the metadata
 from authapi.extensions import db
 
@@ -305,6 +307,30 @@ def test_production_refusal_does_not_echo_a_short_secret(tmp_path, variable):
     assert secret not in str(refused.value)
 
 
+# ---------------------------------------------------------------- the table and its page
+
+
+def test_configuration_page_is_the_one_made_from_the_table():
+    page = (ROOT / "docs" / "configuration.md").read_text()
+
+    assert page == markdown(), "run: python -m config.page > docs/configuration.md"
+
+
+def test_every_setting_is_read_into_the_app_config_under_one_key():
+    keys = [setting.key for setting in SETTINGS]
+
+    assert len(keys) == len(set(keys))
+    assert set(keys) <= set(vars(config.load_config("testing", {})))
+
+
+def test_trusted_hosts_are_applied_by_authapi_not_by_flask():
+    # API.md §5 exempts /health/*, which Flask's own TRUSTED_HOSTS would not.
+    loaded = config.load_config("testing", {"TRUSTED_HOSTS": "api.example.com, .example.org"})
+
+    assert loaded.AUTHAPI_TRUSTED_HOSTS == ["api.example.com", ".example.org"]
+    assert loaded.TRUSTED_HOSTS is None
+
+
 # ---------------------------------------------------------------- database URLs
 
 
@@ -444,6 +470,17 @@ def test_gunicorn_defaults_to_two_workers_with_redis(monkeypatch, tmp_path):
     settings = gunicorn_settings(monkeypatch, tmp_path, REDIS_URL="redis://127.0.0.1:6379/0")
 
     assert settings["workers"] == 2
+
+
+def test_gunicorn_defaults_are_the_ones_the_configuration_page_lists(monkeypatch, tmp_path):
+    listed = {setting.name: setting.default for setting in GUNICORN_SETTINGS}
+    monkeypatch.delenv("GUNICORN_THREADS", raising=False)
+
+    settings = gunicorn_settings(monkeypatch, tmp_path, REDIS_URL="redis://127.0.0.1:6379/0")
+
+    assert settings["bind"] == f"0.0.0.0:{listed['PORT']}"
+    assert settings["workers"] == int(listed["WEB_CONCURRENCY"])
+    assert settings["threads"] == int(listed["GUNICORN_THREADS"])
 
 
 @pytest.mark.parametrize("port, bind", [(None, "0.0.0.0:8000"), (5123, "0.0.0.0:5123")])
