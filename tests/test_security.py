@@ -7,7 +7,7 @@ import pytest
 from argon2 import PasswordHasher, extract_parameters
 from sqlalchemy import select
 
-from authapi import security
+from authapi import passwords
 from authapi.extensions import db
 from authapi.models import User
 
@@ -172,14 +172,14 @@ def test_unknown_user_verify_uses_the_current_parameters(make_app, verified_hash
 @pytest.mark.parametrize("password", ["x", "authapi-dummy-password", PASSWORD, ""])
 def test_verify_without_a_hash_is_false(app, password):
     with app.app_context():
-        assert security.verify_password(None, password) is False
+        assert passwords.verify_password(None, password) is False
 
 
 def test_verify_with_a_hash_checks_the_password(app):
     with app.app_context():
-        password_hash = security.hash_password(PASSWORD)
-        assert security.verify_password(password_hash, PASSWORD) is True
-        assert security.verify_password(password_hash, PASSWORD + "!") is False
+        password_hash = passwords.hash_password(PASSWORD)
+        assert passwords.verify_password(password_hash, PASSWORD) is True
+        assert passwords.verify_password(password_hash, PASSWORD + "!") is False
 
 
 def test_unknown_user_verify_costs_like_a_real_one(make_app):
@@ -187,14 +187,14 @@ def test_unknown_user_verify_costs_like_a_real_one(make_app):
     # loose: skipping the hash would be ~1000x faster, not 3x.
     app = make_app(ARGON2_TIME_COST=2, ARGON2_MEMORY_COST=32768)
     with app.app_context():
-        password_hash = security.hash_password(PASSWORD)
-        security.verify_password(None, "warm up")
+        password_hash = passwords.hash_password(PASSWORD)
+        passwords.verify_password(None, "warm up")
 
         def fastest(hash_or_none):
             timings = []
             for _ in range(5):
                 start = time.perf_counter()
-                assert security.verify_password(hash_or_none, "wrong password") is False
+                assert passwords.verify_password(hash_or_none, "wrong password") is False
                 timings.append(time.perf_counter() - start)
             return min(timings)
 
@@ -225,7 +225,7 @@ def test_unknown_user_login_costs_like_a_wrong_password(make_app):
 
 
 def shipped_passwords():
-    with gzip.open(security.COMMON_PASSWORDS_FILE, "rt", encoding="utf-8") as fh:
+    with gzip.open(passwords.COMMON_PASSWORDS_FILE, "rt", encoding="utf-8") as fh:
         return [line.strip() for line in fh if line.strip()]
 
 
