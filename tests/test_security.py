@@ -7,9 +7,10 @@ import pytest
 from argon2 import PasswordHasher, extract_parameters
 from sqlalchemy import select
 
-from authapi import passwords
+from authapi import errors, passwords
 from authapi.extensions import db
 from authapi.models import User
+from authapi.services import accounts
 
 from .conftest import PASSWORD, AuthActions, bearer
 
@@ -316,3 +317,27 @@ def test_password_min_length_is_configurable(make_app):
 def test_default_minimum_is_twelve(client):
     response = register(client, "x7#kq9!mz2p")
     assert any("12" in m for m in response.get_json()["error"]["details"]["password"])
+
+
+# ---------------------------------------------------------------- the one policy check
+
+
+def test_ensure_password_allowed_names_the_field(app):
+    with app.app_context():
+        passwords.ensure_password_allowed(PASSWORD, username=USERNAME, email=EMAIL)
+        with pytest.raises(errors.ValidationFailed) as refused:
+            passwords.ensure_password_allowed(
+                "margaret", username=USERNAME, email=EMAIL, field="new_password"
+            )
+        problems = passwords.password_problems("margaret", username=USERNAME, email=EMAIL)
+    assert problems and refused.value.details == {"new_password": problems}
+
+
+def test_create_account_enforces_the_policy_without_a_schema(app):
+    # The service is the guard: a caller that skips the schemas (the CLI, a
+    # future one) still cannot create an account with a weak password.
+    with app.app_context():
+        with pytest.raises(errors.ValidationFailed) as refused:
+            accounts.create_account(EMAIL, USERNAME, "password")
+        assert "password" in refused.value.details
+        assert db.session.scalar(select(User).where(User.username == USERNAME)) is None
