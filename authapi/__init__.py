@@ -55,7 +55,7 @@ def register_database(app: Flask) -> None:
 
 
 def register_http(app: Flask) -> None:
-    """CORS and the request hooks (ids, host and body checks, headers, logs)."""
+    """CORS, and the request hooks: request ids, host and body checks, response headers."""
     init_cors(app)
     register_request_hooks(app)
 
