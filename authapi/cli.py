@@ -1,8 +1,8 @@
 """Admin commands: ``flask --app wsgi users ...`` and ``sessions purge``.
 
-Each command calls the same service functions as the HTTP API, so the
-password policy, revocation and the last-admin rule live in one place. Success prints one line
-on stdout; a refusal prints one line on stderr and exits with status 1.
+Each command calls the same service functions as the HTTP API, so the password
+policy, revocation and the last-admin rule live in one place. Success prints
+one line on stdout; a refusal prints one line on stderr and exits with status 1.
 """
 
 from functools import wraps
