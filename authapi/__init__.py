@@ -9,11 +9,10 @@ from sqlalchemy.exc import DBAPIError
 
 from config import load_config
 
-from . import auth, docs, health, keys, metrics, ratelimit, users
-from . import security  # noqa: F401  registers the JWT callbacks
+from . import auth, docs, health, keys, metrics, ratelimit, tokens, users
 from .cli import register_commands
 from .errors import register_error_handlers
-from .extensions import api, db, jwt, migrate, token_store
+from .extensions import api, db, migrate, store
 from .http import init_cors, register_request_hooks
 from .logs import configure_logging
 
@@ -30,26 +29,35 @@ def create_app(config_name: str | None = None, environ=None) -> Flask:
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
-    register_request_hooks(app)
+    register_http(app)
     register_commands(app)
     return app
 
 
 def register_extensions(app: Flask) -> None:
+    register_database(app)
+    tokens.init_app(app)
+    keys.init_app(app)
+    api.init_app(app, spec_kwargs={"extra_plugins": [docs.OperationDocs(app)]})
+    metrics.init_app(app)
+    store.init_app(app)
+    ratelimit.init_app(app)
+
+
+def register_database(app: Flask) -> None:
     db.init_app(app)
     # Teardowns run in reverse order: this one before Flask-SQLAlchemy's.
     app.teardown_appcontext(_end_db_session)
     migrate.init_app(app, db, directory=_migrations_directory())
-    jwt.init_app(app)
-    keys.init_app(app)
-    api.init_app(app, spec_kwargs={"extra_plugins": [docs.OperationDocs(app)]})
-    metrics.init_app(app)
-    token_store.init_app(app)
-    ratelimit.init_app(app)
-    init_cors(app)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         with app.app_context():
             event.listen(db.engine, "connect", _sqlite_pragmas)
+
+
+def register_http(app: Flask) -> None:
+    """CORS, and the request hooks: request ids, host and body checks, response headers."""
+    init_cors(app)
+    register_request_hooks(app)
 
 
 def register_blueprints(app: Flask) -> None:

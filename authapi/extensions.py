@@ -13,7 +13,7 @@ import flask_sqlalchemy.session
 from sqlalchemy.orm import DeclarativeBase
 
 from .docs import ErrorOut
-from .store import TokenStore
+from .store import SharedStore
 
 
 class Base(DeclarativeBase):
@@ -55,7 +55,7 @@ jwt = JWTManager()
 api = Api()
 # Errors are documented in the one envelope of API.md §1, not flask-smorest's.
 api.ERROR_SCHEMA = ErrorOut
-token_store = TokenStore()
+store = SharedStore()
 cors = CORS()
 limiter = Limiter(
     # The client's address as ProxyFix leaves it: with PROXY_FIX_X_FOR=0 that is

@@ -9,7 +9,7 @@ from flask import g
 from marshmallow import Schema, fields, validate
 from sqlalchemy import text
 
-from .extensions import Blueprint, db, token_store
+from .extensions import Blueprint, db, store
 
 log = logging.getLogger("authapi.health")
 
@@ -51,7 +51,7 @@ def live():
 def ready():
     """The database answers SELECT 1 and Redis answers PING (without
     ``REDIS_URL`` in development the in-process store, which is always ok)."""
-    checks = run_checks({"database": _database_check(), "redis": token_store.backend.ping})
+    checks = run_checks({"database": _database_check(), "redis": store.backend.ping})
     ok = all(result == "ok" for result in checks.values())
     return {"status": "ok" if ok else "error", "checks": checks}, 200 if ok else 503
 

@@ -8,7 +8,8 @@ from email_validator import EmailNotValidError, validate_email
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from .models import ROLES
-from .security import MAX_ID, PASSWORD_MAX_LENGTH, password_problems
+from .passwords import PASSWORD_MAX_LENGTH, password_problems
+from .tokens import MAX_ID
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
 
@@ -75,6 +76,9 @@ class RegisterIn(Schema):
 
     @validates_schema(skip_on_field_errors=False)
     def check_password(self, data, **kwargs):
+        # The service enforces the policy (passwords.ensure_password_allowed);
+        # listing its problems here too puts them in the same 422 as the other
+        # fields' problems.
         if "password" in data:
             problems = password_problems(
                 data["password"], username=data.get("username"), email=data.get("email")

@@ -1,4 +1,4 @@
-"""The shared key-value store behind token revocation and login lockouts.
+"""The shared key-value store: revocation marks and lockout counters.
 
 Redis in every real deployment; an in-process stand-in for development without
 ``REDIS_URL``. The in-process store is only correct while one process serves,
@@ -97,8 +97,9 @@ class MemoryStore:
         return True
 
 
-class TokenStore:
-    """Flask extension holding the store of the app it is bound to."""
+class SharedStore:
+    """Flask extension holding the store of the app it is bound to: what every
+    worker must see alike (revocation marks, lockout counters)."""
 
     def __init__(self, app=None):
         if app is not None:

@@ -40,7 +40,7 @@ def update_me(data):
 @bp.arguments(PasswordConfirmIn)
 @bp.response(204)
 def delete_me(data):
-    accounts.delete_account(current_user, data["password"])
+    accounts.delete_own_account(current_user, data["password"])
 
 
 # ---------------------------------------------------------------- admin

@@ -6,11 +6,12 @@ import time
 import pytest
 import requests
 
+from authapi import lockout
 from authapi.extensions import db
 from authapi.services import recovery
 from authapi.services.accounts import find_by_login
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, bearer
 
 LOCKOUT = {"LOCKOUT_THRESHOLD": "3", "LOCKOUT_SECONDS": "2"}
 WRONG = "not the password at all"
@@ -205,3 +206,23 @@ def test_concurrent_failures_never_pass_the_threshold(make_app, auth):
     # attempts past it may lock a few still in flight); the rest were locked out.
     assert 1 <= statuses.count(401) <= 5
     assert statuses.count(401) + statuses.count(429) == 24
+
+
+def test_a_login_named_like_a_password_check_key_does_not_lock_that_check(client, auth):
+    # Each purpose has its own key prefix: what a client types as a login can
+    # never count toward a user's current-password checks (issue 13, finding 3).
+    user, pair = auth.user(username="ada")
+    fail(client, f"password-check:{user['id']}", 3)
+    for _ in range(8):
+        assert_locked(login(client, f"password-check:{user['id']}", WRONG))
+    change = {"current_password": PASSWORD, "new_password": "a brand new passphrase"}
+    response = client.post("/auth/password/change", json=change, headers=bearer(pair["access_token"]))
+    assert response.status_code == 200, response.get_json()
+
+
+def test_lockout_keys_of_each_purpose_have_their_own_prefix():
+    login_keys = lockout.login_keys("password:7")
+    password_keys = lockout.password_check_keys(7)
+    assert all(key.startswith("authapi:lockout:login:") for key in login_keys)
+    assert all(key.startswith("authapi:lockout:password:7:") for key in password_keys)
+    assert not set(login_keys) & set(password_keys)

@@ -17,7 +17,7 @@ from schemathesis.config import SchemathesisConfig
 from authapi import create_app
 from authapi.extensions import db
 from authapi.models import User
-from authapi.security import hash_password
+from authapi.passwords import hash_password
 
 from .conftest import PASSWORD, Server, base_env, reset_database
 

@@ -7,9 +7,10 @@ import pytest
 from argon2 import PasswordHasher, extract_parameters
 from sqlalchemy import select
 
-from authapi import security
+from authapi import errors, passwords
 from authapi.extensions import db
 from authapi.models import User
+from authapi.services import accounts
 
 from .conftest import PASSWORD, AuthActions, bearer
 
@@ -172,14 +173,14 @@ def test_unknown_user_verify_uses_the_current_parameters(make_app, verified_hash
 @pytest.mark.parametrize("password", ["x", "authapi-dummy-password", PASSWORD, ""])
 def test_verify_without_a_hash_is_false(app, password):
     with app.app_context():
-        assert security.verify_password(None, password) is False
+        assert passwords.verify_password(None, password) is False
 
 
 def test_verify_with_a_hash_checks_the_password(app):
     with app.app_context():
-        password_hash = security.hash_password(PASSWORD)
-        assert security.verify_password(password_hash, PASSWORD) is True
-        assert security.verify_password(password_hash, PASSWORD + "!") is False
+        password_hash = passwords.hash_password(PASSWORD)
+        assert passwords.verify_password(password_hash, PASSWORD) is True
+        assert passwords.verify_password(password_hash, PASSWORD + "!") is False
 
 
 def test_unknown_user_verify_costs_like_a_real_one(make_app):
@@ -187,14 +188,14 @@ def test_unknown_user_verify_costs_like_a_real_one(make_app):
     # loose: skipping the hash would be ~1000x faster, not 3x.
     app = make_app(ARGON2_TIME_COST=2, ARGON2_MEMORY_COST=32768)
     with app.app_context():
-        password_hash = security.hash_password(PASSWORD)
-        security.verify_password(None, "warm up")
+        password_hash = passwords.hash_password(PASSWORD)
+        passwords.verify_password(None, "warm up")
 
         def fastest(hash_or_none):
             timings = []
             for _ in range(5):
                 start = time.perf_counter()
-                assert security.verify_password(hash_or_none, "wrong password") is False
+                assert passwords.verify_password(hash_or_none, "wrong password") is False
                 timings.append(time.perf_counter() - start)
             return min(timings)
 
@@ -225,7 +226,7 @@ def test_unknown_user_login_costs_like_a_wrong_password(make_app):
 
 
 def shipped_passwords():
-    with gzip.open(security.COMMON_PASSWORDS_FILE, "rt", encoding="utf-8") as fh:
+    with gzip.open(passwords.COMMON_PASSWORDS_FILE, "rt", encoding="utf-8") as fh:
         return [line.strip() for line in fh if line.strip()]
 
 
@@ -316,3 +317,27 @@ def test_password_min_length_is_configurable(make_app):
 def test_default_minimum_is_twelve(client):
     response = register(client, "x7#kq9!mz2p")
     assert any("12" in m for m in response.get_json()["error"]["details"]["password"])
+
+
+# ---------------------------------------------------------------- the one policy check
+
+
+def test_ensure_password_allowed_names_the_field(app):
+    with app.app_context():
+        passwords.ensure_password_allowed(PASSWORD, username=USERNAME, email=EMAIL)
+        with pytest.raises(errors.ValidationFailed) as refused:
+            passwords.ensure_password_allowed(
+                "margaret", username=USERNAME, email=EMAIL, field="new_password"
+            )
+        problems = passwords.password_problems("margaret", username=USERNAME, email=EMAIL)
+    assert problems and refused.value.details == {"new_password": problems}
+
+
+def test_create_account_enforces_the_policy_without_a_schema(app):
+    # The service is the guard: a caller that skips the schemas (the CLI, a
+    # future one) still cannot create an account with a weak password.
+    with app.app_context():
+        with pytest.raises(errors.ValidationFailed) as refused:
+            accounts.create_account(EMAIL, USERNAME, "password")
+        assert "password" in refused.value.details
+        assert db.session.scalar(select(User).where(User.username == USERNAME)) is None

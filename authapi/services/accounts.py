@@ -4,11 +4,12 @@ from flask import current_app
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .. import errors, metrics, revocation
+from .. import errors, lockout, metrics, revocation
 from ..extensions import db
 from ..models import User, utcnow
-from ..security import hash_password, needs_rehash, password_problems, verify_password
-from . import lockout, recovery, sessions
+from ..passwords import ensure_password_allowed, hash_password, needs_rehash, verify_password
+from ..tokens import issue_token_pair
+from . import recovery, sessions
 
 
 def find_by_login(login: str) -> User | None:
@@ -57,7 +58,8 @@ def commit_unique(email: str | None, username: str | None, exclude_id: int | Non
 
 def register(email: str, username: str, password: str, full_name: str | None = None) -> User:
     """Create an account. Raises Forbidden when registration is closed,
-    Conflict when the email or username is taken."""
+    ValidationFailed for a password the policy refuses, Conflict when the
+    email or username is taken."""
     if not current_app.config["REGISTRATION_OPEN"]:
         raise errors.Forbidden("Registration is closed.")
     user = create_account(email, username, password, full_name)
@@ -70,7 +72,9 @@ def create_account(
     role: str = "user", is_verified: bool = False,
 ) -> User:
     """Insert an account and, unless it is verified, send the verification
-    email. Raises Conflict when the email or username is taken."""
+    email. Raises ValidationFailed (``password``) for a password the policy
+    refuses, Conflict when the email or username is taken."""
+    ensure_password_allowed(password, username=username, email=email)
     ensure_unique(email, username)
     user = User(
         email=email,
@@ -91,16 +95,17 @@ def create_account(
 def login(username: str, password: str, user_agent: str | None, ip: str | None) -> dict:
     """Check credentials and start a session. Raises InvalidCredentials alike
     for an unknown user, a wrong password and a deactivated account;
-    RateLimited while ``username`` is locked out after repeated failures."""
+    RateLimited while ``username`` is locked out after repeated failures;
+    EmailNotVerified when REQUIRE_VERIFIED_EMAIL holds it back."""
     # Before any password work, and before the look-up, so a locked login
     # answers the same whether or not the account exists.
-    lockout.count_attempt(username)
+    lockout.count_login_attempt(username)
     user = find_by_login(username)
     if not verify_password(user.password_hash if user else None, password) or not user.is_active:
         user_id = user.id if user else None
         current_app.logger.info("login failed", extra={"event": "login_failed", "user_id": user_id})
         raise errors.InvalidCredentials()
-    lockout.clear(username, user.username, user.email)
+    lockout.clear_logins(username, user.username, user.email)
     # Only after the password is right, so this says nothing to a guesser.
     if current_app.config["REQUIRE_VERIFIED_EMAIL"] and not user.is_verified:
         raise errors.EmailNotVerified()
@@ -119,10 +124,10 @@ def login(username: str, password: str, user_agent: str | None, ip: str | None) 
     if updated != 1:
         db.session.rollback()
         raise errors.InvalidCredentials()
-    session = sessions.start_session(user, user_agent, ip)
+    login_session = sessions.start_session(user, user_agent, ip)
     db.session.commit()
     current_app.logger.info("login", extra={"event": "login", "user_id": user.id})
-    return sessions.issue_token_pair(user, session.id, session.refresh_jti)
+    return issue_token_pair(user, login_session.id, login_session.refresh_jti)
 
 
 def _require_password(user: User, password: str | None, field: str) -> None:
@@ -130,17 +135,16 @@ def _require_password(user: User, password: str | None, field: str) -> None:
     stolen token cannot be used to guess it. Raises ValidationFailed, RateLimited."""
     if not password:
         raise errors.ValidationFailed(details={field: ["Your current password is required."]})
-    attempts = f"password-check:{user.id}"  # ':' is in no username or email
-    lockout.count_attempt(attempts, user.id)
+    lockout.count_password_check(user.id)
     if not verify_password(user.password_hash, password):
         raise errors.ValidationFailed(details={field: ["Incorrect password."]})
-    lockout.clear(attempts)
+    lockout.clear_password_checks(user.id)
 
 
 def update_profile(user: User, current_password: str | None = None, **changes) -> User:
     """Apply ``full_name``, ``username`` and ``email`` changes. A new email needs
     the current password and is unverified again. Raises ValidationFailed,
-    Conflict."""
+    RateLimited (password checks locked out), Conflict."""
     new_email = changes.get("email")
     email_changes = new_email is not None and new_email.lower() != user.email.lower()
     if email_changes:
@@ -164,16 +168,15 @@ def change_password(
     user: User, current_password: str, new_password: str, user_agent=None, ip=None
 ) -> dict:
     """Set a new password, end every session and start a new one.
-    Raises ValidationFailed for a wrong current or a weak new password."""
+    Raises ValidationFailed for a wrong current or a weak new password,
+    RateLimited while the current-password checks are locked out."""
     _require_password(user, current_password, "current_password")
-    problems = password_problems(new_password, username=user.username, email=user.email)
-    if problems:
-        raise errors.ValidationFailed(details={"new_password": problems})
+    ensure_password_allowed(new_password, username=user.username, email=user.email, field="new_password")
     recovery.replace_password(user, new_password)
-    session = sessions.start_session(user, user_agent, ip)
+    login_session = sessions.start_session(user, user_agent, ip)
     db.session.commit()
     current_app.logger.info("password changed", extra={"event": "password_change", "user_id": user.id})
-    return sessions.issue_token_pair(user, session.id, session.refresh_jti)
+    return issue_token_pair(user, login_session.id, login_session.refresh_jti)
 
 
 def removing_admin(user: User) -> bool:
@@ -200,23 +203,24 @@ def ensure_an_admin_remains() -> None:
         raise errors.Conflict("The last active admin cannot be demoted, deactivated or deleted.")
 
 
-def delete_account(user: User, password: str) -> None:
-    """Delete the user's own account after checking the password; every token
-    stops working. Raises ValidationFailed, Conflict (last admin)."""
+def delete_own_account(user: User, password: str) -> None:
+    """Self-service deletion: ``delete_account`` after checking the user's
+    password. Raises ValidationFailed, RateLimited (password checks locked
+    out), Conflict (last admin)."""
     _require_password(user, password, "password")
-    delete_user(user)
+    delete_account(user)
     current_app.logger.info("account deleted", extra={"event": "account_delete", "user_id": user.id})
 
 
-def delete_user(user: User) -> None:
-    """Delete an account and revoke every token it holds. Raises Conflict for
-    the last active admin."""
+def delete_account(user: User) -> None:
+    """Delete an account and revoke every token it holds: the one deletion,
+    for the user, the admin API and the CLI. Raises Conflict for the last
+    active admin (nothing is changed)."""
     was_admin = removing_admin(user)
-    user_sessions = sessions.active_sessions(user)
+    login_sessions = sessions.active_sessions(user)
     db.session.delete(user)
     if was_admin:
         ensure_an_admin_remains()
     # Only once the change is known to be allowed: a refused one changes nothing.
-    # The session rows go with the user; the store marks outlive them.
-    revocation.revoke_sessions(user.id, user_sessions, whole_user=True)
+    revocation.revoke_deleted_user(user.id, login_sessions)
     db.session.commit()

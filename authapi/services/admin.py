@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from .. import errors
+from .. import errors, revocation
 from ..extensions import db
 from ..models import User
-from ..security import password_problems
+from ..passwords import ensure_password_allowed
 from . import accounts, recovery, sessions
 
 log = logging.getLogger("authapi.admin")
@@ -83,7 +83,7 @@ def get_user_by_email(email: str) -> User:
 
 def create_user(actor, email, username, password, full_name=None, role="user", is_verified=False) -> User:
     """Create an account (registration rules, whether or not registration is
-    open). Raises Conflict."""
+    open). Raises ValidationFailed (password policy), Conflict."""
     user = accounts.create_account(email, username, password, full_name, role, is_verified)
     _audit(actor, "create", user, role=role)
     return user
@@ -91,8 +91,9 @@ def create_user(actor, email, username, password, full_name=None, role="user", i
 
 def update_user(actor, user: User, **changes) -> User:
     """Apply ``full_name``, ``username``, ``email``, ``role``, ``is_active`` and
-    ``is_verified``. A role change or deactivation revokes the user's tokens at
-    once; a new email is unverified unless ``is_verified`` says otherwise.
+    ``is_verified``. The changes ``revocation.changes_revoke`` names (a role
+    change, a deactivation) revoke the user's tokens at once; a new email is
+    unverified unless ``is_verified`` says otherwise.
     Raises Conflict (taken email or username, last active admin)."""
     changed = {k: v for k, v in changes.items() if getattr(user, k) != v}
     if "email" in changed and changed["email"].lower() == user.email.lower():
@@ -100,9 +101,11 @@ def update_user(actor, user: User, **changes) -> User:
         user.email = changes["email"]  # only the letter case differs
     accounts.ensure_unique(changed.get("email"), changed.get("username"), exclude_id=user.id)
 
-    revoke = "role" in changed or changed.get("is_active") is False
+    revoke = revocation.changes_revoke(changed)
     demoting = revoke and accounts.removing_admin(user)
-    user_sessions = sessions.active_sessions(user) if revoke else []
+    # Read before the changes are applied: a query after them would flush them,
+    # and a uniqueness race must surface in commit_unique (409), not here.
+    login_sessions = sessions.active_sessions(user) if revoke else []
     for field, value in changed.items():
         setattr(user, field, value)
     if "email" in changed:
@@ -113,7 +116,7 @@ def update_user(actor, user: User, **changes) -> User:
         accounts.ensure_an_admin_remains()
     if revoke:
         # After the checks: a refused change must not end anyone's sessions.
-        sessions.revoke_sessions(user, user_sessions, whole_user=True)
+        revocation.revoke_user(user, login_sessions)
     accounts.commit_unique(changed.get("email"), changed.get("username"), exclude_id=user.id)
     if changed:
         _audit(actor, "update", user, fields=",".join(sorted(changed)))
@@ -123,16 +126,16 @@ def update_user(actor, user: User, **changes) -> User:
 
 
 def set_password(actor, user: User, password: str) -> None:
-    """Set a user's password; their sessions end. Raises ValidationFailed."""
-    problems = password_problems(password, username=user.username, email=user.email)
-    if problems:
-        raise errors.ValidationFailed(details={"password": problems})
+    """Set a user's password; their sessions end. Raises ValidationFailed
+    (password policy)."""
+    ensure_password_allowed(password, username=user.username, email=user.email)
     recovery.replace_password(user, password)
     db.session.commit()
     _audit(actor, "set password", user)
 
 
 def delete_user(actor, user: User) -> None:
-    """Delete an account; its tokens stop working. Raises Conflict (last admin)."""
-    accounts.delete_user(user)
+    """Delete an account (``accounts.delete_account``), audited; its tokens stop
+    working. Raises Conflict (last admin)."""
+    accounts.delete_account(user)
     _audit(actor, "delete", user)

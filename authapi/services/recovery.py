@@ -7,11 +7,11 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import delete, func, or_, select, update
 
-from .. import errors, mail
+from .. import errors, lockout, mail, revocation
 from ..extensions import db
 from ..models import OneTimeToken, User, utcnow
-from ..security import hash_password, password_problems
-from . import lockout, sessions
+from ..passwords import ensure_password_allowed, hash_password
+from . import sessions
 
 PASSWORD_RESET = "password_reset"
 EMAIL_VERIFY = "email_verify"
@@ -124,13 +124,13 @@ def replace_password(user: User, new_password: str) -> None:
     The new hash is written, locking the user's row (SQLite: the database),
     before the sessions are read: a login racing with this either finds the
     new hash and fails (its compare-and-swap matches nothing), or committed its
-    session first and has it ended here.
+    session first and has it ended here. Raises the store's errors (503).
     """
     new_hash = hash_password(new_password)  # the slow part, before the lock
     user.password_hash = new_hash
     db.session.flush()
     void_tokens(user, PASSWORD_RESET)
-    sessions.revoke_sessions(user, sessions.active_sessions(user), whole_user=True)
+    revocation.revoke_user(user, sessions.active_sessions(user))
 
 
 def _usable_token(token: str, purpose: str) -> OneTimeToken:
@@ -178,14 +178,12 @@ def reset_password(token: str, new_password: str) -> None:
     user = db.session.get(User, record.user_id)
     if user is None or not user.is_active:
         raise _bad_token()
-    problems = password_problems(new_password, username=user.username, email=user.email)
-    if problems:
-        raise errors.ValidationFailed(details={"new_password": problems})
+    ensure_password_allowed(new_password, username=user.username, email=user.email, field="new_password")
     _spend(record)
     replace_password(user, new_password)
     db.session.commit()
     # The owner proved control of the mailbox: a lockout a guesser caused ends.
-    lockout.clear(user.username, user.email)
+    lockout.clear_logins(user.username, user.email)
     current_app.logger.info("password reset", extra={"event": "password_reset", "user_id": user.id})
 
 

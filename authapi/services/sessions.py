@@ -1,16 +1,20 @@
-"""Sessions and the token pairs they issue: start, rotate, list, revoke."""
+"""Login sessions (AuthSession rows, one per login) and the token pairs they
+issue: start, rotate, list, end.
+
+"Session" in this module is always a login session; the database's unit of
+work is ``db.session``. Ending one goes through ``authapi.revocation``.
+"""
 
 import uuid
 from datetime import timedelta
 
 from flask import current_app
-from flask_jwt_extended import create_access_token, create_refresh_token
 from sqlalchemy import delete, select, update
 
 from .. import errors, metrics, revocation
 from ..extensions import db
 from ..models import AuthSession, User, utcnow
-from ..security import UUID_PATTERN
+from ..tokens import UUID_PATTERN, issue_token_pair
 
 
 def _new_id() -> str:
@@ -22,9 +26,9 @@ def _refresh_ttl() -> timedelta:
 
 
 def start_session(user: User, user_agent: str | None, ip: str | None) -> AuthSession:
-    """Add a new session for ``user`` to the database session (not committed)."""
+    """Add a new login session for ``user`` to ``db.session`` (not committed)."""
     now = utcnow()
-    session = AuthSession(
+    login_session = AuthSession(
         id=_new_id(),
         user=user,
         refresh_jti=_new_id(),
@@ -34,25 +38,8 @@ def start_session(user: User, user_agent: str | None, ip: str | None) -> AuthSes
         user_agent=(user_agent or None) and user_agent[:255],
         ip=ip,
     )
-    db.session.add(session)
-    return session
-
-
-def issue_token_pair(user: User, session_id: str, refresh_jti: str) -> dict:
-    identity = str(user.id)
-    config = current_app.config
-    return {
-        "access_token": create_access_token(
-            identity, additional_claims={"role": user.role, "sid": session_id}
-        ),
-        # Our own jti, so the session row knows which refresh token is current.
-        "refresh_token": create_refresh_token(
-            identity, additional_claims={"sid": session_id, "jti": refresh_jti}
-        ),
-        "token_type": "Bearer",
-        "expires_in": config["ACCESS_TOKEN_TTL"],
-        "refresh_expires_in": config["REFRESH_TOKEN_TTL"],
-    }
+    db.session.add(login_session)
+    return login_session
 
 
 def rotate_refresh_token(user: User, claims: dict) -> dict:
@@ -84,8 +71,8 @@ def rotate_refresh_token(user: User, claims: dict) -> dict:
         return issue_token_pair(user, claims["sid"], new_jti)
     db.session.rollback()
 
-    session = db.session.get(AuthSession, claims["sid"])
-    if session is None or session.user_id != user.id or not session.is_active_at(now):
+    login_session = db.session.get(AuthSession, claims["sid"])
+    if login_session is None or login_session.user_id != user.id or not login_session.is_active_at(now):
         raise errors.TokenRevoked()
     # The session is alive but this token is not its current one: it was spent
     # before, so someone holds a copy. End the session for both holders.
@@ -93,12 +80,13 @@ def rotate_refresh_token(user: User, claims: dict) -> dict:
         "refresh token reuse detected", extra={"event": "refresh_reuse", "user_id": user.id}
     )
     metrics.REFRESH_REUSE.inc()
-    revoke_sessions(user, [session])
+    revocation.revoke_sessions([login_session])
     db.session.commit()
     raise errors.TokenReused()
 
 
 def active_sessions(user: User) -> list[AuthSession]:
+    """The user's login sessions that are neither ended nor expired, newest first."""
     return list(
         db.session.scalars(
             select(AuthSession)
@@ -113,46 +101,34 @@ def active_sessions(user: User) -> list[AuthSession]:
 
 
 def list_sessions(user: User, current_session_id: str) -> list[AuthSession]:
-    sessions = active_sessions(user)
-    for session in sessions:
-        session.current = session.id == current_session_id
-    return sessions
-
-
-def revoke_sessions(user: User, sessions: list[AuthSession], *, whole_user: bool = False) -> None:
-    """End sessions: their tokens are refused from now on (not committed).
-
-    The store is written first: if it is unreachable nothing is changed and the
-    caller answers 503, and a failed commit afterwards leaves tokens refused
-    rather than alive.
-    """
-    revocation.revoke_sessions(user.id, sessions, whole_user=whole_user)
-    now = utcnow()
-    for session in sessions:
-        if session.revoked_at is None:
-            session.revoked_at = now
+    """``active_sessions``, each with ``current`` telling whether it is the caller's."""
+    login_sessions = active_sessions(user)
+    for login_session in login_sessions:
+        login_session.current = login_session.id == current_session_id
+    return login_sessions
 
 
 def end_session(user: User, session_id: str) -> None:
-    """Revoke one of the user's active sessions. Raises NotFound for an
-    unknown, ended or foreign session."""
+    """Revoke one of the user's active login sessions. Raises NotFound for an
+    unknown, ended or foreign session; the store's errors (503)."""
     # Only a well-formed id reaches the database (PostgreSQL refuses NUL in text).
-    session = db.session.get(AuthSession, session_id) if UUID_PATTERN.match(session_id) else None
-    if session is None or session.user_id != user.id or not session.is_active_at(utcnow()):
+    login_session = db.session.get(AuthSession, session_id) if UUID_PATTERN.match(session_id) else None
+    if login_session is None or login_session.user_id != user.id or not login_session.is_active_at(utcnow()):
         raise errors.NotFound("Session not found.")
-    revoke_sessions(user, [session])
+    revocation.revoke_sessions([login_session])
     db.session.commit()
 
 
 def end_all_sessions(user: User) -> None:
-    """Revoke every session and every token issued to the user so far."""
-    revoke_sessions(user, active_sessions(user), whole_user=True)
+    """Revoke every login session and every token issued to the user so far.
+    Raises the store's errors (503)."""
+    revocation.revoke_user(user, active_sessions(user))
     db.session.commit()
     current_app.logger.info("logged out everywhere", extra={"event": "logout_all", "user_id": user.id})
 
 
 def purge_expired_sessions() -> int:
-    """Delete the rows of expired sessions. Returns how many."""
+    """Delete the rows of expired login sessions. Returns how many."""
     count = db.session.execute(delete(AuthSession).where(AuthSession.expires_at <= utcnow())).rowcount
     db.session.commit()
     return count

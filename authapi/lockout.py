@@ -1,0 +1,111 @@
+"""Lockout after repeated failed password checks (API.md §5: LOCKOUT_THRESHOLD,
+LOCKOUT_SECONDS). Every lockout key is built here.
+
+Two kinds of counter, each under its own key prefix so that nothing a client
+can type reaches another kind's keys:
+
+- logins, ``authapi:lockout:login:<sha256 of the lower-cased login>``: counted
+  as typed, so an unknown username counts and locks exactly like a real one,
+  and nothing in the answer (status, body, headers, timing) tells them apart.
+  A username and an email address are counted apart: tying them together would
+  let a guesser confirm which email belongs to which username.
+- current-password checks of a logged-in user (password change, email change,
+  account deletion), ``authapi:lockout:password:<user id>``, so a stolen token
+  cannot be used to guess the password.
+
+Each failure keeps the count alive for another ``LOCKOUT_SECONDS``; the failure
+that reaches the threshold locks for ``LOCKOUT_SECONDS``, during which even the
+right password gets 429. A success clears the count; a password reset clears
+the logins of the account.
+
+The store's errors are not caught: with Redis down a login answers 503 rather
+than letting password guesses through uncounted (fail closed).
+"""
+
+import hashlib
+import math
+import time
+
+from flask import current_app
+
+from . import errors
+from .extensions import store
+
+
+def login_keys(login: str) -> tuple[str, str]:
+    """The failure count and lock keys of a login as typed."""
+    digest = hashlib.sha256(login.lower().encode()).hexdigest()
+    return f"authapi:lockout:login:{digest}:n", f"authapi:lockout:login:{digest}:until"
+
+
+def password_check_keys(user_id: int) -> tuple[str, str]:
+    """The failure count and lock keys of a user's current-password checks."""
+    return f"authapi:lockout:password:{int(user_id)}:n", f"authapi:lockout:password:{int(user_id)}:until"
+
+
+def count_login_attempt(login: str) -> None:
+    """Count a login attempt before any password work. Raises RateLimited."""
+    _count_attempt(*login_keys(login), user_id=None)
+
+
+def clear_logins(*logins: str) -> None:
+    """Forget the failures and any lock of these logins."""
+    _clear([key for login in logins if login for key in login_keys(login)])
+
+
+def count_password_check(user_id: int) -> None:
+    """Count a check of a logged-in user's current password. Raises RateLimited."""
+    _count_attempt(*password_check_keys(user_id), user_id=user_id)
+
+
+def clear_password_checks(user_id: int) -> None:
+    """Forget the failed current-password checks of a user."""
+    _clear(list(password_check_keys(user_id)))
+
+
+def _count_attempt(count_key: str, lock_key: str, user_id: int | None) -> None:
+    """Raises RateLimited (429 with Retry-After) while locked, or when this
+    attempt is one past ``LOCKOUT_THRESHOLD`` consecutive failures (which locks).
+
+    Counting first makes the threshold exact under concurrency (the counter is
+    atomic), and a store failure then stops the attempt before the password is
+    checked, so a 503 says nothing about the password. A success clears.
+    """
+    config = current_app.config
+    _refuse_if_locked(lock_key)
+    seconds = config["LOCKOUT_SECONDS"]
+    if store.incr(count_key, seconds) <= config["LOCKOUT_THRESHOLD"]:
+        # Look again: a concurrent attempt may have locked (and reset the
+        # count) between our first look and our count.
+        _refuse_if_locked(lock_key)
+        return
+    until = time.time() + seconds
+    store.set_many([(lock_key, str(until), seconds)])
+    store.delete(count_key)
+    current_app.logger.warning(
+        "login locked out after repeated failures", extra={"event": "lockout", "user_id": user_id}
+    )
+    raise _locked(until)
+
+
+def _refuse_if_locked(lock_key: str) -> None:
+    (locked_until,) = store.get_many([lock_key])
+    if locked_until is not None:
+        current_app.logger.info("login refused: locked out", extra={"event": "login_locked"})
+        raise _locked(float(locked_until))
+
+
+def retry_after(until: float) -> int:
+    """Whole seconds until the lock ends, at least one (the Retry-After value)."""
+    return max(math.ceil(until - time.time()), 1)
+
+
+def _locked(until: float) -> errors.RateLimited:
+    return errors.RateLimited(
+        retry_after=retry_after(until), message="Too many failed logins; try again later."
+    )
+
+
+def _clear(keys: list[str]) -> None:
+    if keys:
+        store.delete(*keys)

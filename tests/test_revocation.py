@@ -1,0 +1,156 @@
+"""The revocation rule (authapi.revocation): its keys, its checks, and that
+every account change that revokes goes through it."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlalchemy import select
+
+from authapi import revocation
+from authapi.extensions import db
+from authapi.models import AuthSession, User
+
+from .conftest import PASSWORD, bearer
+
+NEW_PASSWORD = "a brand new passphrase"
+
+
+def test_key_formats_are_the_ones_the_bench_and_deployed_marks_use():
+    # bench/ imports these two names; marks already in Redis use this format.
+    assert revocation.session_key(7, "abc") == "authapi:{u:7}:s:abc"
+    assert revocation.user_key("7") == "authapi:{u:7}:u"
+
+
+@pytest.mark.parametrize(
+    "changed, revokes",
+    [
+        ({"role": "admin"}, True),
+        ({"is_active": False}, True),
+        ({"is_active": True}, False),
+        ({"email": "new@example.com", "username": "new", "full_name": "N"}, False),
+        ({"is_verified": False}, False),
+        ({}, False),
+    ],
+)
+def test_which_admin_changes_revoke(changed, revokes):
+    assert revocation.changes_revoke(changed) is revokes
+
+
+def claims(token_type="access", role="user"):
+    return {"type": token_type, "role": role} if token_type == "access" else {"type": token_type}
+
+
+@pytest.mark.parametrize(
+    "user, token_claims, revoked",
+    [
+        (None, claims(), True),
+        (User(role="user", is_active=False), claims(), True),
+        (User(role="user", is_active=True), claims(role="admin"), True),
+        (User(role="admin", is_active=True), claims("refresh"), False),
+        (User(role="user", is_active=True), claims(), False),
+    ],
+    ids=["deleted", "deactivated", "role-mismatch", "refresh-has-no-role", "allowed"],
+)
+def test_account_state_revokes(user, token_claims, revoked):
+    assert revocation.is_revoked_by_account(user, token_claims) is revoked
+
+
+def login_sessions(app, user_id):
+    with app.app_context():
+        return db.session.scalars(
+            select(AuthSession).where(AuthSession.user_id == user_id).order_by(AuthSession.created_at)
+        ).all()
+
+
+def test_revoke_sessions_marks_only_those_sessions_and_their_rows(app, auth):
+    user, _ = auth.user(username="ada")
+    auth.login("ada")
+    first, second = login_sessions(app, user["id"])
+    with app.app_context():
+        revocation.revoke_sessions([db.session.merge(first)])
+        db.session.commit()
+        now = int(time.time())
+        sub = str(user["id"])
+        assert revocation.is_revoked({"sub": sub, "sid": first.id, "iat": now})
+        assert not revocation.is_revoked({"sub": sub, "sid": second.id, "iat": now})
+    assert [s.revoked_at is not None for s in login_sessions(app, user["id"])] == [True, False]
+
+
+def test_revoke_user_sets_a_cut_off_and_ends_every_row(app, auth):
+    user, _ = auth.user(username="ada")
+    with app.app_context():
+        before = int(time.time()) - 1
+        user_row = db.session.get(User, user["id"])
+        revocation.revoke_user(user_row, user_row.sessions)
+        db.session.commit()
+        other_session = {"sub": str(user["id"]), "sid": "not-a-marked-session"}
+        assert revocation.is_revoked({**other_session, "iat": before})
+        assert not revocation.is_revoked({**other_session, "iat": int(time.time()) + 1})
+    assert all(s.revoked_at is not None for s in login_sessions(app, user["id"]))
+
+
+# ---------------------------------------------------------------- every caller goes through it
+
+
+@pytest.fixture
+def revoked_users(monkeypatch):
+    """Calls of revocation.revoke_user and revoke_deleted_user, by user id."""
+    calls = []
+    for name in ("revoke_user", "revoke_deleted_user"):
+        original = getattr(revocation, name)
+
+        def spy(user, *args, _original=original, _name=name):
+            calls.append((_name, getattr(user, "id", user)))
+            return _original(user, *args)
+
+        monkeypatch.setattr(revocation, name, spy)
+    return calls
+
+
+def admin_headers(app, auth):
+    admin, _ = auth.user(username="root")
+    with app.app_context():
+        db.session.get(User, admin["id"]).role = "admin"
+        db.session.commit()
+    return bearer(auth.login("root")["access_token"])
+
+
+@pytest.mark.parametrize(
+    "change, revokes",
+    [
+        ({"role": "admin"}, True),
+        ({"is_active": False}, True),
+        ({"full_name": "Ada L."}, False),
+    ],
+)
+def test_admin_changes_revoke_through_the_rule(app, client, auth, revoked_users, change, revokes):
+    headers = admin_headers(app, auth)
+    user, _ = auth.user(username="ada")
+    assert client.patch(f"/users/{user['id']}", json=change, headers=headers).status_code == 200
+    assert revoked_users == ([("revoke_user", user["id"])] if revokes else [])
+
+
+def test_account_changes_revoke_through_the_rule(app, client, auth, revoked_users):
+    user, pair = auth.user(username="ada")
+    headers = bearer(pair["access_token"])
+    change = {"current_password": PASSWORD, "new_password": NEW_PASSWORD}
+    pair = client.post("/auth/password/change", json=change, headers=headers).get_json()
+    headers = bearer(pair["access_token"])
+    assert client.post("/auth/logout-all", json={}, headers=headers).status_code == 200
+    headers = bearer(auth.login("ada", NEW_PASSWORD)["access_token"])
+    assert client.delete("/users/me", json={"password": NEW_PASSWORD}, headers=headers).status_code == 204
+    assert revoked_users == [
+        ("revoke_user", user["id"]), ("revoke_user", user["id"]), ("revoke_deleted_user", user["id"]),
+    ]
+
+
+def test_importing_the_package_registers_no_jwt_callback():
+    # Wiring happens in create_app (tokens.init_app), never at import time.
+    code = (
+        "import authapi, authapi.tokens, authapi.auth, authapi.users\n"
+        "from authapi.extensions import jwt\n"
+        "assert jwt._user_lookup_callback is None, 'registered at import'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
