@@ -9,12 +9,11 @@ from sqlalchemy.exc import DBAPIError
 
 from config import load_config
 
-from . import auth, docs, health, keys, metrics, ratelimit, users
+from . import auth, docs, health, http, keys, metrics, ratelimit, users
 from . import security  # noqa: F401  registers the JWT callbacks
 from .cli import register_commands
 from .errors import register_error_handlers
 from .extensions import api, db, jwt, migrate, token_store
-from .http import init_cors, register_request_hooks
 from .logs import configure_logging
 
 
@@ -30,7 +29,6 @@ def create_app(config_name: str | None = None, environ=None) -> Flask:
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
-    register_request_hooks(app)
     register_commands(app)
     return app
 
@@ -42,11 +40,11 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=_migrations_directory())
     jwt.init_app(app)
     keys.init_app(app)
-    api.init_app(app, spec_kwargs={"extra_plugins": [docs.OperationDocs(app)]})
+    docs.init_app(app)
     metrics.init_app(app)
     token_store.init_app(app)
     ratelimit.init_app(app)
-    init_cors(app)
+    http.init_app(app)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         with app.app_context():
             event.listen(db.engine, "connect", _sqlite_pragmas)
@@ -58,7 +56,6 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(health.bp)
     api.register_blueprint(metrics.bp)
     api.register_blueprint(keys.bp)
-    app.register_blueprint(docs.assets)
 
 
 def _end_db_session(exc) -> None:
