@@ -13,6 +13,7 @@ the app: the page works offline and loads nothing from a CDN.
 """
 
 from apispec import BasePlugin
+from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, send_from_directory
 from marshmallow import Schema, fields
 from swagger_ui_bundle import swagger_ui_path
@@ -98,10 +99,24 @@ def refusals(*statuses: int):
 
 
 class OperationDocs(BasePlugin):
-    """An apispec plugin adding the errors each operation's shape implies."""
+    """An apispec plugin adding the errors each operation's shape implies, and
+    the constraints each field states of itself (schemas.Text)."""
+
+    def __init__(self, config):
+        self.config = config
 
     def init_spec(self, spec):
         super().init_spec(spec)
+        config = self.config
+
+        def authapi_field_constraints(converter, field, ret, **kwargs):
+            # What the field's validators documented already stays as it is.
+            stated = field.openapi_properties(config) if hasattr(field, "openapi_properties") else {}
+            return {name: value for name, value in stated.items() if name not in ret}
+
+        for plugin in spec.plugins:
+            if isinstance(plugin, MarshmallowPlugin):
+                plugin.converter.add_attribute_function(authapi_field_constraints)
         for name, scheme in SECURITY_SCHEMES.items():
             spec.components.security_scheme(name, scheme)
         for name, description in [*ERROR_RESPONSES.values(), DEFAULT_RESPONSE]:
@@ -144,7 +159,7 @@ def _add_error_responses(responses: dict, statuses: set[int]) -> None:
 def init_app(app) -> None:
     # Errors are documented in the one envelope of API.md §1, not flask-smorest's.
     api.ERROR_SCHEMA = ErrorOut
-    api.init_app(app, spec_kwargs={"extra_plugins": [OperationDocs()]})
+    api.init_app(app, spec_kwargs={"extra_plugins": [OperationDocs(app.config)]})
     app.register_blueprint(assets)
 
 

@@ -44,7 +44,7 @@ def current_request_id() -> str:
     if g.get("request_id") is None:
         incoming = request.headers.get("X-Request-ID", "")
         # Echo only ids that cannot inject anything into logs or headers.
-        g.request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else uuid.uuid4().hex
+        g.request_id = incoming if REQUEST_ID_PATTERN.fullmatch(incoming) else uuid.uuid4().hex
     return g.request_id
 
 
