@@ -45,35 +45,23 @@ limit_request_field_size = 8190
 
 # What gunicorn refuses itself (over the limits above, or malformed) never
 # reaches the app. Answer it in the API's one error envelope (API.md §1), not
-# gunicorn's HTML page; and without gunicorn's message, which can quote the
-# request line, query string (and so a token) included.
-GUNICORN_REFUSALS = {
-    400: ("bad_request", "The request is malformed."),
-    403: ("forbidden", "The request is forbidden."),
-    414: ("bad_request", "The request line is too long."),
-    417: ("bad_request", "The expectation cannot be met."),
-    431: ("bad_request", "The request headers are too large."),
-    500: ("internal_error", "An internal error occurred."),
-}
-
-
+# gunicorn's HTML page, with the code and message of authapi.errors'
+# SERVER_REFUSALS and the security headers of authapi.http.
 def write_json_error(sock, status_int, reason, mesg):
-    code, message = GUNICORN_REFUSALS.get(
-        status_int,
-        ("bad_request", "The request could not be processed.") if status_int < 500
-        else ("internal_error", "An internal error occurred."),
-    )
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    # The headers every response carries (API.md §1, §7); the request id is a
-    # fresh one, since the request was not read far enough to trust its own.
-    head = (
-        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
-        "Content-Type: application/json\r\nX-Content-Type-Options: nosniff\r\n"
-        "X-Frame-Options: DENY\r\nReferrer-Policy: no-referrer\r\n"
-        f"X-Request-ID: {uuid.uuid4().hex}\r\n"
-        f"Cache-Control: no-store\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)
+    # Imported here, not at the top: importing authapi imports prometheus_client,
+    # which must come after PROMETHEUS_MULTIPROC_DIR is set (below). A worker
+    # has the app loaded (preload_app) long before it refuses a request.
+    from authapi import errors, http
+
+    body = json.dumps(errors.envelope(*errors.server_refusal(status_int))).encode()
+    # The request id is a fresh one: the request was not read far enough to
+    # trust its own.
+    headers = {
+        "Connection": "close", "Content-Type": "application/json", **http.SECURITY_HEADERS,
+        "X-Request-ID": uuid.uuid4().hex, "Content-Length": str(len(body)),
+    }
+    head = f"HTTP/1.1 {status_int} {reason}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    gunicorn_util.write_nonblock(sock, (head + "\r\n").encode("latin-1") + body)
 
 
 # gunicorn has no setting for this page; its workers call util.write_error.

@@ -9,11 +9,10 @@ from sqlalchemy.exc import DBAPIError
 
 from config import load_config
 
-from . import auth, docs, health, keys, metrics, ratelimit, tokens, users
+from . import auth, docs, health, http, keys, metrics, ratelimit, tokens, users
 from .cli import register_commands
 from .errors import register_error_handlers
 from .extensions import api, db, migrate, store
-from .http import init_cors, register_request_hooks
 from .logs import configure_logging
 
 
@@ -29,7 +28,6 @@ def create_app(config_name: str | None = None, environ=None) -> Flask:
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
-    register_http(app)
     register_commands(app)
     return app
 
@@ -38,10 +36,12 @@ def register_extensions(app: Flask) -> None:
     register_database(app)
     tokens.init_app(app)
     keys.init_app(app)
-    api.init_app(app, spec_kwargs={"extra_plugins": [docs.OperationDocs(app)]})
+    docs.init_app(app)
     metrics.init_app(app)
     store.init_app(app)
     ratelimit.init_app(app)
+    # After the limiter: its check runs before the request hooks read the body.
+    http.init_app(app)
 
 
 def register_database(app: Flask) -> None:
@@ -54,19 +54,12 @@ def register_database(app: Flask) -> None:
             event.listen(db.engine, "connect", _sqlite_pragmas)
 
 
-def register_http(app: Flask) -> None:
-    """CORS, and the request hooks: request ids, host and body checks, response headers."""
-    init_cors(app)
-    register_request_hooks(app)
-
-
 def register_blueprints(app: Flask) -> None:
     api.register_blueprint(auth.bp)
     api.register_blueprint(users.bp)
     api.register_blueprint(health.bp)
     api.register_blueprint(metrics.bp)
     api.register_blueprint(keys.bp)
-    app.register_blueprint(docs.assets)
 
 
 def _end_db_session(exc) -> None:

@@ -4,8 +4,8 @@ from flask import request
 from flask_jwt_extended import current_user, get_jwt, jwt_required
 
 from . import cookies
-from .extensions import Blueprint, limiter
-from .ratelimit import limit_from
+from .docs import bearer, refusals
+from .extensions import Blueprint, read_only
 from .schemas import (
     EmptyIn,
     ForgotPasswordIn,
@@ -30,7 +30,7 @@ def client_info() -> dict:
 
 
 @bp.post("/register")
-@limiter.limit(limit_from("RATELIMIT_REGISTER"))
+@refusals(403, 409)
 @bp.arguments(RegisterIn)
 @bp.response(201, UserOut)
 def register(data):
@@ -38,7 +38,7 @@ def register(data):
 
 
 @bp.post("/login")
-@limiter.limit(limit_from("RATELIMIT_LOGIN"))
+@refusals(401, 403)
 @bp.arguments(LoginIn, location="json_or_form")
 @bp.response(200, TokenPairOut)
 def login(data):
@@ -48,7 +48,8 @@ def login(data):
 
 @bp.post("/refresh")
 @cookies.refresh_token_required
-@bp.arguments(RefreshIn)
+@bearer("refresh")
+@bp.arguments(RefreshIn, required=False)
 @bp.response(200, TokenPairOut)
 def refresh(data):
     return cookies.deliver_token_pair(sessions.rotate_refresh_token(current_user, get_jwt()))
@@ -56,7 +57,8 @@ def refresh(data):
 
 @bp.post("/logout")
 @jwt_required()
-@bp.arguments(EmptyIn)
+@bearer("access")
+@bp.arguments(EmptyIn, required=False)
 @bp.response(200, MessageOut)
 def logout(data):
     sessions.end_session(current_user, get_jwt()["sid"])
@@ -66,7 +68,8 @@ def logout(data):
 
 @bp.post("/logout-all")
 @jwt_required()
-@bp.arguments(EmptyIn)
+@bearer("access")
+@bp.arguments(EmptyIn, required=False)
 @bp.response(200, MessageOut)
 def logout_all(data):
     sessions.end_all_sessions(current_user)
@@ -75,7 +78,9 @@ def logout_all(data):
 
 
 @bp.get("/sessions")
+@read_only
 @jwt_required()
+@bearer("access")
 @bp.response(200, SessionListOut)
 def list_sessions():
     return {"items": sessions.list_sessions(current_user, get_jwt()["sid"])}
@@ -83,7 +88,8 @@ def list_sessions():
 
 @bp.delete("/sessions/<string:session_id>")
 @jwt_required()
-@bp.arguments(EmptyIn)
+@bearer("access")
+@bp.arguments(EmptyIn, required=False)
 @bp.response(204)
 def delete_session(data, session_id):
     sessions.end_session(current_user, session_id)
@@ -91,6 +97,7 @@ def delete_session(data, session_id):
 
 @bp.post("/password/change")
 @jwt_required()
+@bearer("access")
 @bp.arguments(PasswordChangeIn)
 @bp.response(200, TokenPairOut)
 def change_password(data):
@@ -98,7 +105,6 @@ def change_password(data):
 
 
 @bp.post("/password/forgot")
-@limiter.limit(limit_from("RATELIMIT_FORGOT"))
 @bp.arguments(ForgotPasswordIn)
 @bp.response(202, MessageOut)
 def forgot_password(data):
@@ -116,7 +122,8 @@ def reset_password(data):
 
 @bp.post("/email/verify/request")
 @jwt_required()
-@bp.arguments(EmptyIn)
+@bearer("access")
+@bp.arguments(EmptyIn, required=False)
 @bp.response(202, MessageOut)
 def request_email_verification(data):
     recovery.request_verification(current_user)

@@ -1,22 +1,26 @@
 """The OpenAPI document (/openapi.json) and the page that renders it (/docs).
 
 flask-smorest builds the document from the marshmallow schemas of each view.
-``OperationDocs`` adds what the views do not declare: the bearer security of
-each endpoint and the errors it can answer, all in the one envelope of API.md
-§1. It reads them off the view itself (a decorator that checks a token, the
-role guard, path and query parameters, the request body), so a new endpoint is
-documented without repeating its rules here. Only the refusals that come from
-an endpoint's business rules, and which endpoint takes a refresh token, are
-listed by name below.
+Each view declares beside its decorators what its shape does not show: the
+bearer token it takes (``bearer``) and the refusals of its own rules
+(``refusals``). ``OperationDocs`` adds the errors every operation of a shape
+can answer (a body: 400, 413, 415, 422; a path parameter: 404; a bearer: 401;
+the API blueprints: 429, 503), all in the one envelope of API.md §1, described
+from the error catalogue in errors.py.
 
 Swagger UI's files come from the swagger-ui-bundle package and are served by
 the app: the page works offline and loads nothing from a CDN.
 """
 
 from apispec import BasePlugin
+from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, send_from_directory
 from marshmallow import Schema, fields
 from swagger_ui_bundle import swagger_ui_path
+
+from . import errors, http
+from .extensions import Blueprint as APIBlueprint
+from .extensions import api
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
@@ -35,22 +39,32 @@ class ErrorOut(Schema):
     error = fields.Nested(ErrorBodyOut, required=True)
 
 
-# status -> (component name, description naming the error codes of API.md §1)
-ERROR_RESPONSES = {
-    400: ("BadRequest", "`bad_request`: malformed JSON, or a body that is not a JSON object."),
-    401: ("Unauthorized", "`unauthorized` (no token), `token_invalid`, `token_expired`, "
-          "`token_revoked`, `token_reused` (refresh), or `invalid_credentials` (login)."),
-    403: ("Forbidden", "`forbidden` (role, closed registration) or `email_not_verified` (login)."),
-    404: ("NotFound", "`not_found`."),
-    409: ("Conflict", "`conflict`: the email or username is taken, or the last active admin "
-          "would be lost; `details` names the field."),
-    413: ("PayloadTooLarge", "`payload_too_large`: the body is over `MAX_CONTENT_LENGTH`."),
-    415: ("UnsupportedMediaType", "`unsupported_media_type`: the body is not `application/json`."),
-    422: ("ValidationError", "`validation_error`; `details` maps each field to its messages."),
-    429: ("RateLimited", "`rate_limited`: a rate limit or a login lockout; see `Retry-After`."),
-    503: ("ServiceUnavailable", "`service_unavailable`: the database or Redis is unreachable."),
+# What a status's answer carries beyond its code and message.
+ERROR_NOTES = {
+    409: "`details` names the field.",
+    413: "The limit is `MAX_CONTENT_LENGTH`.",
+    422: "`details` maps each field to its messages.",
+    429: "A rate limit or a login lockout; see `Retry-After`.",
 }
+DOCUMENTED_STATUSES = (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
 DEFAULT_RESPONSE = ("Error", "Any other error, in the same envelope.")
+
+
+def _error_responses() -> dict[int, tuple[str, str]]:
+    """status -> (component name, description naming each error code of that
+    status with its message), from the catalogue in errors.py."""
+    catalogue = errors.catalogue()
+    responses = {}
+    for status in DOCUMENTED_STATUSES:
+        general_code = errors.HTTP_CODES[status][0]
+        name = "".join(word.capitalize() for word in general_code.split("_"))
+        codes = "\n".join(f"- `{code}`: {message}" for code, message in catalogue[status].items())
+        note = ERROR_NOTES.get(status)
+        responses[status] = (name, f"{codes}\n\n{note}" if note else codes)
+    return responses
+
+
+ERROR_RESPONSES = _error_responses()
 
 SECURITY_SCHEMES = {
     "accessToken": {
@@ -62,76 +76,47 @@ SECURITY_SCHEMES = {
         "description": "A refresh token (it may be sent as JSON `refresh_token` instead).",
     },
 }
-
-# The refusals that come from an endpoint's own rules rather than its shape.
-BUSINESS_ERRORS = {
-    "auth.register": {403, 409},
-    "auth.login": {401, 403},
-    "users.update_me": {409},
-    "users.delete_me": {409},
-    "users.create_user": {409},
-    "users.update_user": {409},
-    "users.delete_user": {409},
-    "keys.jwks": {404},
+SECURITY = {
+    "access": [{"accessToken": []}],
+    # {}: the refresh token may come in the body (or the browser cookie) instead.
+    "refresh": [{"refreshToken": []}, {}],
 }
 # Blueprints behind the rate limits whose endpoints reach the database or Redis.
 API_BLUEPRINTS = {"auth", "users"}
 
-# Endpoints that take a refresh token (as the bearer, or in the JSON body or
-# the browser cookie instead) rather than an access token.
-REFRESH_TOKEN_ENDPOINTS = {"auth.refresh"}
-ROLE_GUARD = "role_required.<locals>.decorator.<locals>.wrapper"
+
+def bearer(token: str):
+    """Document that a view takes a bearer ``token`` ("access" or "refresh")
+    and so may answer 401. Stack it beside the decorator that checks the token;
+    tests/test_openapi.py holds each declaration to what the endpoint answers."""
+    return APIBlueprint.doc(security=SECURITY[token])
 
 
-def _layers(view):
-    """The code objects of each layer of a decorated view, outermost first,
-    following functools.wraps' __wrapped__."""
-    while view is not None:
-        code = getattr(view, "__code__", None)
-        if code is not None:
-            yield code
-        view = getattr(view, "__wrapped__", None)
-
-
-def _requires_token(view) -> bool:
-    # jwt_required() and our own token decorators all end in this call; a test
-    # checks the result against what the live endpoints answer without a token.
-    return any("verify_jwt_in_request" in code.co_names for code in _layers(view))
-
-
-def _has_role_guard(view) -> bool:
-    return any(code.co_qualname == ROLE_GUARD for code in _layers(view))
-
-
-def _arguments(view) -> list[dict]:
-    """The @bp.arguments of a view, as flask-smorest records them on it."""
-    return getattr(view, "_apidoc", {}).get("arguments", {}).get("parameters", [])
-
-
-def _body_is_optional(view) -> bool:
-    """A body whose schema requires no field may be left out (logout, refresh)."""
-    for parameter in _arguments(view):
-        if parameter.get("in") not in {"json", "json_or_form", "form"}:
-            continue
-        schema = parameter["schema"]
-        schema = schema() if isinstance(schema, type) else schema
-        if any(field.required for field in schema.fields.values()):
-            return False
-    return True
-
-
-def _accepts_form(view) -> bool:
-    return any(parameter.get("in") == "json_or_form" for parameter in _arguments(view))
+def refusals(*statuses: int):
+    """Document the refusals of a view's own rules (a 409 conflict, the role
+    guard's 403), beside the decorators and services that make them."""
+    return APIBlueprint.doc(responses={str(status): ERROR_RESPONSES[status][0] for status in statuses})
 
 
 class OperationDocs(BasePlugin):
-    """An apispec plugin completing each operation flask-smorest documents."""
+    """An apispec plugin adding the errors each operation's shape implies, and
+    the constraints each field states of itself (schemas.Text)."""
 
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, config):
+        self.config = config
 
     def init_spec(self, spec):
         super().init_spec(spec)
+        config = self.config
+
+        def authapi_field_constraints(converter, field, ret, **kwargs):
+            # What the field's validators documented already stays as it is.
+            stated = field.openapi_properties(config) if hasattr(field, "openapi_properties") else {}
+            return {name: value for name, value in stated.items() if name not in ret}
+
+        for plugin in spec.plugins:
+            if isinstance(plugin, MarshmallowPlugin):
+                plugin.converter.add_attribute_function(authapi_field_constraints)
         for name, scheme in SECURITY_SCHEMES.items():
             spec.components.security_scheme(name, scheme)
         for name, description in [*ERROR_RESPONSES.values(), DEFAULT_RESPONSE]:
@@ -143,44 +128,39 @@ class OperationDocs(BasePlugin):
 
     def operation_helper(self, path=None, operations=None, **kwargs):
         rule = kwargs.get("rule")
-        view = self.app.view_functions.get(rule.endpoint) if rule is not None else None
-        if view is None:
+        if rule is None:
             return
-        common = set(BUSINESS_ERRORS.get(rule.endpoint, ()))
-        if rule.arguments:
-            common.add(404)
+        common = {404} if rule.arguments else set()
         if rule.endpoint.split(".")[0] in API_BLUEPRINTS:
             common |= {429, 503}
-        security = None
-        if _requires_token(view):
-            if rule.endpoint in REFRESH_TOKEN_ENDPOINTS:
-                # {}: the token may come in the body instead of the header.
-                security = [{"refreshToken": []}, {}]
-            else:
-                security = [{"accessToken": []}]
-            common.add(401)
-        if _has_role_guard(view):
-            common.add(403)
         for operation in operations.values():
             statuses = set(common)
-            if security is not None:
-                operation["security"] = security
+            if "security" in operation:
+                statuses.add(401)
             body = operation.get("requestBody")
             if body is not None:
                 statuses |= {400, 413, 415, 422}
-                if _body_is_optional(view):
-                    body["required"] = False
-                if _accepts_form(view):
+                if rule.endpoint in http.FORM_ENDPOINTS:
                     body["content"][FORM_CONTENT_TYPE] = dict(body["content"]["application/json"])
             if any(p.get("in") == "query" for p in operation.get("parameters", [])):
                 statuses.add(422)
-            responses = operation.setdefault("responses", {})
-            for status in sorted(statuses):
-                # Ours replace flask-smorest's (same schema, but its
-                # descriptions do not name the error codes).
-                responses.pop(status, None)
-                responses[str(status)] = ERROR_RESPONSES[status][0]
-            responses["default"] = DEFAULT_RESPONSE[0]
+            _add_error_responses(operation.setdefault("responses", {}), statuses)
+
+
+def _add_error_responses(responses: dict, statuses: set[int]) -> None:
+    # flask-smorest documents a 422 of its own (same schema, but a description
+    # that names no error code): ours replaces it.
+    responses.pop(422, None)
+    for status in sorted(statuses):
+        responses[str(status)] = ERROR_RESPONSES[status][0]
+    responses["default"] = DEFAULT_RESPONSE[0]
+
+
+def init_app(app) -> None:
+    # Errors are documented in the one envelope of API.md §1, not flask-smorest's.
+    api.ERROR_SCHEMA = ErrorOut
+    api.init_app(app, spec_kwargs={"extra_plugins": [OperationDocs(app.config)]})
+    app.register_blueprint(assets)
 
 
 # ---------------------------------------------------------------- Swagger UI files

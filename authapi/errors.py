@@ -1,4 +1,11 @@
-"""The one error envelope of API.md §1 and everything that maps onto it."""
+"""The one error envelope of API.md §1 and everything that maps onto it.
+
+This is the error catalogue: every code the API answers, with its status and
+message (the ``APIError`` classes, ``HTTP_CODES``, and ``SERVER_REFUSALS`` for
+what gunicorn refuses before the app). The OpenAPI document (docs.py), gunicorn's
+error page (gunicorn.conf.py) and nginx's (deploy/nginx.conf, checked by
+tests/test_nginx.py) are built from it or checked against it.
+"""
 
 import logging
 
@@ -85,7 +92,9 @@ class RateLimited(APIError):
     status, code, message = 429, "rate_limited", "Too many requests; slow down."
 
     def __init__(self, retry_after: int, message=None):
-        super().__init__(message, headers={"Retry-After": str(max(int(retry_after), 1))})
+        """``retry_after``: seconds, from ratelimit.retry_after (the one rule
+        for every 429's Retry-After)."""
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
 
 
 class ServiceUnavailable(APIError):
@@ -113,12 +122,51 @@ HTTP_CODES = {
 }
 
 
-def error_response(status, code, message, details=None, headers=None):
-    """Build every error response of the API, in the one shape of API.md §1."""
+# What gunicorn refuses itself, before the app sees the request (over its
+# limits on the request line and headers, or malformed): gunicorn.conf.py
+# answers these in the envelope, never with gunicorn's own message, which can
+# quote the request line (a token in a query string included).
+SERVER_REFUSALS = {
+    400: HTTP_CODES[400],
+    403: ("forbidden", "The request is forbidden."),
+    414: ("bad_request", "The request line is too long."),
+    417: ("bad_request", "The expectation cannot be met."),
+    431: ("bad_request", "The request headers are too large."),
+    500: HTTP_CODES[500],
+}
+
+
+def server_refusal(status: int) -> tuple[str, str]:
+    """The code and message for a refusal of the server in front of the app."""
+    if status in SERVER_REFUSALS:
+        return SERVER_REFUSALS[status]
+    return (APIError.code, APIError.message) if status < 500 else HTTP_CODES[500]
+
+
+def catalogue() -> dict[int, dict[str, str]]:
+    """status -> {code: message} of every error the API can answer."""
+    entries: dict[int, dict[str, str]] = {}
+    for status, (code, message) in HTTP_CODES.items():
+        entries.setdefault(status, {})[code] = message
+    classes = list(APIError.__subclasses__())
+    while classes:
+        error = classes.pop(0)
+        classes.extend(error.__subclasses__())
+        entries.setdefault(error.status, {}).setdefault(error.code, error.message)
+    return entries
+
+
+def envelope(code, message, details=None) -> dict:
+    """The body of every error answer, in the one shape of API.md §1."""
     body = {"code": code, "message": message}
     if details:
         body["details"] = details
-    response = jsonify({"error": body})
+    return {"error": body}
+
+
+def error_response(status, code, message, details=None, headers=None):
+    """Build every error response of the API."""
+    response = jsonify(envelope(code, message, details))
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
@@ -161,10 +209,8 @@ def handle_http_exception(error: HTTPException):
     headers = {}
     if status == 405 and error.valid_methods:
         headers["Allow"] = ", ".join(error.valid_methods)
-    if status == 429:
-        retry_after = getattr(error, "retry_after", None)
-        if retry_after is not None:
-            headers["Retry-After"] = str(retry_after)
+    # A 429 here is the limiter's: ratelimit.add_rate_limit_headers adds its
+    # Retry-After.
     return error_response(status, code, message or error.description, details, headers)
 
 

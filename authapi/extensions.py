@@ -3,8 +3,6 @@
 from flask import current_app, has_request_context, request
 from flask_cors import CORS
 from flask_jwt_extended import JWTManager
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 import flask_smorest
 from flask_smorest import Api
@@ -12,7 +10,6 @@ from flask_sqlalchemy import SQLAlchemy
 import flask_sqlalchemy.session
 from sqlalchemy.orm import DeclarativeBase
 
-from .docs import ErrorOut
 from .store import SharedStore
 
 
@@ -20,20 +17,38 @@ class Base(DeclarativeBase):
     pass
 
 
-READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+READ_ONLY_MARK = "authapi_read_only"
 
 
-class Session(flask_sqlalchemy.session.Session):
-    """Requests that change nothing read in autocommit.
+def read_only(view):
+    """Mark a view that changes nothing: its queries run in autocommit.
 
     Each query is then one round trip, with no BEGIN before it and no ROLLBACK
     after it, and psycopg keeps its prepared statements (a ROLLBACK clears
-    them). No GET, HEAD or OPTIONS view writes; writes keep their transaction.
+    them). A view must say so itself: guessing from the HTTP method would make
+    a GET that writes silently lose its transaction. functools.wraps copies
+    the mark through the decorators stacked above it.
     """
+    setattr(view, READ_ONLY_MARK, True)
+    return view
+
+
+def serves_read_only_view() -> bool:
+    """Whether the current request is routed to a view marked ``read_only``
+    (HEAD is routed to the GET view; a preflight runs no query)."""
+    if not has_request_context() or request.url_rule is None:
+        return False
+    view = current_app.view_functions.get(request.endpoint)
+    return getattr(view, READ_ONLY_MARK, False)
+
+
+class Session(flask_sqlalchemy.session.Session):
+    """Reads of ``read_only`` views in autocommit; everything else keeps its
+    transaction (the default: nothing is lost by a mark forgotten)."""
 
     def get_bind(self, *args, **kwargs):
         engine = super().get_bind(*args, **kwargs)
-        if has_request_context() and request.method in READ_ONLY_METHODS:
+        if serves_read_only_view():
             return _autocommit(engine)
         return engine
 
@@ -53,28 +68,13 @@ db = SQLAlchemy(model_class=Base, session_options={"class_": Session, "expire_on
 migrate = Migrate()
 jwt = JWTManager()
 api = Api()
-# Errors are documented in the one envelope of API.md §1, not flask-smorest's.
-api.ERROR_SCHEMA = ErrorOut
 store = SharedStore()
 cors = CORS()
-limiter = Limiter(
-    # The client's address as ProxyFix leaves it: with PROXY_FIX_X_FOR=0 that is
-    # the peer, and a client's own X-Forwarded-For changes nothing.
-    key_func=get_remote_address,
-    # Read per request, so each app uses its own setting (endpoints with a
-    # limit of their own, from authapi.ratelimit.limit_from, replace it).
-    default_limits=[lambda: current_app.config["RATELIMIT_DEFAULT"]],
-    # Redis unreachable: count in this process until it is back (fail open).
-    # Limits are a brake on abuse; token checks are what fail closed (503).
-    in_memory_fallback_enabled=True,
-    swallow_errors=True,
-    headers_enabled=False,
-)
 
 
 class Blueprint(flask_smorest.Blueprint):
     # Login takes JSON or an OAuth2 form: one schema for both (docs.py lists
-    # the form content type beside JSON in the document).
+    # the form content type of http.FORM_ENDPOINTS beside JSON in the document).
     DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
         **flask_smorest.Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
         "json_or_form": "application/json",

@@ -9,7 +9,7 @@ from flask import g
 from marshmallow import Schema, fields, validate
 from sqlalchemy import text
 
-from .extensions import Blueprint, db, store
+from .extensions import Blueprint, db, read_only, store
 
 log = logging.getLogger("authapi.health")
 
@@ -39,6 +39,7 @@ class ReadyOut(Schema):
 
 
 @bp.get("/live")
+@read_only
 @bp.response(200, LiveOut)
 def live():
     """The process serves requests; it checks nothing else."""
@@ -46,6 +47,7 @@ def live():
 
 
 @bp.get("/ready")
+@read_only
 @bp.response(200, ReadyOut)
 @bp.alt_response(503, schema=ReadyOut, description="A backing service failed its check")
 def ready():

@@ -1,5 +1,6 @@
-"""Request and response hooks: proxies, hosts, CORS, request ids, body checks,
-security headers."""
+"""The HTTP layer around every view: trusted proxies, hosts, CORS, request ids,
+body checks, and the security headers of every response (the one list:
+gunicorn.conf.py sends these too, tests/test_nginx.py checks nginx's pages)."""
 
 import re
 import uuid
@@ -43,7 +44,7 @@ def current_request_id() -> str:
     if g.get("request_id") is None:
         incoming = request.headers.get("X-Request-ID", "")
         # Echo only ids that cannot inject anything into logs or headers.
-        g.request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else uuid.uuid4().hex
+        g.request_id = incoming if REQUEST_ID_PATTERN.fullmatch(incoming) else uuid.uuid4().hex
     return g.request_id
 
 
@@ -102,7 +103,24 @@ def add_response_headers(response):
     return response
 
 
-def init_cors(app):
+def init_app(app) -> None:
+    """Wire the HTTP layer: trusted proxies, CORS, the request hooks. Call it
+    after ratelimit.init_app: the limiter's check runs before the body is read."""
+    # CORS first: after_request hooks run in reverse, so the security headers
+    # are set before CORS's.
+    _init_cors(app)
+    hops = app.config["PROXY_FIX_X_FOR"]
+    if hops:
+        # Trust exactly that many proxies for the client address and scheme;
+        # with 0, X-Forwarded-For and X-Forwarded-Proto are not read at all.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
+    app.before_request(assign_request_id)
+    app.before_request(check_host)
+    app.before_request(check_body)
+    app.after_request(add_response_headers)
+
+
+def _init_cors(app) -> None:
     """Cross-origin access for CORS_ORIGINS only; an empty list allows none.
     Credentials (the refresh cookie) go only to those origins."""
     if not app.config["CORS_ORIGINS"]:
@@ -117,15 +135,3 @@ def init_cors(app):
         expose_headers=CORS_EXPOSE_HEADERS,
         max_age=600,
     )
-
-
-def register_request_hooks(app):
-    hops = app.config["PROXY_FIX_X_FOR"]
-    if hops:
-        # Trust exactly that many proxies for the client address and scheme;
-        # with 0, X-Forwarded-For and X-Forwarded-Proto are not read at all.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
-    app.before_request(assign_request_id)
-    app.before_request(check_host)
-    app.before_request(check_body)
-    app.after_request(add_response_headers)

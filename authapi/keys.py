@@ -23,7 +23,8 @@ from marshmallow import Schema, fields
 from config import ASYMMETRIC_ALGORITHMS, ConfigError
 
 from . import errors
-from .extensions import Blueprint
+from .docs import refusals
+from .extensions import Blueprint, read_only
 
 MIN_RSA_BITS = 2048
 
@@ -194,6 +195,8 @@ class JWKSOut(Schema):
 
 
 @bp.get("/jwks.json")
+@read_only
+@refusals(404)
 @bp.response(200, JWKSOut)
 def jwks():
     """The public keys that verify access tokens (RFC 7517); 404 with an HS algorithm."""

@@ -23,12 +23,11 @@ than letting password guesses through uncounted (fail closed).
 """
 
 import hashlib
-import math
 import time
 
 from flask import current_app
 
-from . import errors
+from . import errors, ratelimit
 from .extensions import store
 
 
@@ -95,14 +94,9 @@ def _refuse_if_locked(lock_key: str) -> None:
         raise _locked(float(locked_until))
 
 
-def retry_after(until: float) -> int:
-    """Whole seconds until the lock ends, at least one (the Retry-After value)."""
-    return max(math.ceil(until - time.time()), 1)
-
-
 def _locked(until: float) -> errors.RateLimited:
     return errors.RateLimited(
-        retry_after=retry_after(until), message="Too many failed logins; try again later."
+        retry_after=ratelimit.retry_after(until), message="Too many failed logins; try again later."
     )
 
 

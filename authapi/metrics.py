@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import errors
-from .extensions import Blueprint, db
+from .extensions import Blueprint, db, read_only
 from .models import AuthSession, utcnow
 
 log = logging.getLogger("authapi.metrics")
@@ -164,6 +164,7 @@ bp = Blueprint("metrics", __name__, description="Prometheus metrics")
 
 
 @bp.get("/metrics")
+@read_only
 @bp.doc(responses={"200": {
     "description": "Prometheus text exposition format",
     "content": {"text/plain": {"schema": {"type": "string"}}},

@@ -1,8 +1,9 @@
-"""Rate limits per client address, and the headers that describe them.
+"""Rate limits per client address: which limit each endpoint has, where it is
+counted, the headers that describe it, and the one ``Retry-After`` of every 429.
 
-The one ``Limiter`` lives in ``extensions.py``; endpoints take their limit from
-a setting with ``limit_from`` and everything else gets ``RATELIMIT_DEFAULT``
-(per endpoint). Counts live in Redis, so every worker and host shares them.
+Every endpoint is limited per endpoint: the three named in ``ENDPOINT_LIMITS``
+by their own setting, everything else by ``RATELIMIT_DEFAULT``; the health
+probes are exempt. Counts live in Redis, so every worker and host shares them.
 When Redis cannot be reached the limiter counts in process memory until it is
 back: limits fail open, token checks and the login lockout fail closed (503).
 """
@@ -11,13 +12,40 @@ import math
 import time
 
 from flask import current_app, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 
-from .extensions import limiter
+# endpoint -> the setting holding its limit; any other endpoint: DEFAULT_LIMIT.
+ENDPOINT_LIMITS = {
+    "auth.register": "RATELIMIT_REGISTER",
+    "auth.login": "RATELIMIT_LOGIN",
+    "auth.forgot_password": "RATELIMIT_FORGOT",
+}
+DEFAULT_LIMIT = "RATELIMIT_DEFAULT"
 
 
-def limit_from(setting: str):
-    """A limit read from the app's configuration at request time."""
-    return lambda: current_app.config[setting]
+def limit_setting(endpoint: str | None) -> str:
+    """The name of the setting that limits ``endpoint``."""
+    return ENDPOINT_LIMITS.get(endpoint or "", DEFAULT_LIMIT)
+
+
+def _current_limit() -> str:
+    # Read per request, so each app (tests build many) uses its own settings.
+    return current_app.config[limit_setting(request.endpoint)]
+
+
+limiter = Limiter(
+    # The client's address as ProxyFix leaves it: with PROXY_FIX_X_FOR=0 that is
+    # the peer, and a client's own X-Forwarded-For changes nothing.
+    key_func=get_remote_address,
+    # A default limit is counted per endpoint (flask-limiter's scope), so one
+    # callable serves the whole table.
+    default_limits=[_current_limit],
+    # Redis unreachable: count in this process until it is back (fail open).
+    # Limits are a brake on abuse; token checks are what fail closed (503).
+    in_memory_fallback_enabled=True,
+    swallow_errors=True,
+)
 
 
 @limiter.request_filter
@@ -27,13 +55,20 @@ def _is_health_probe() -> bool:
     return request.path.startswith("/health/")
 
 
+def retry_after(until: float) -> int:
+    """Seconds a refused client should wait before trying again, for a refusal
+    that lasts until the Unix time ``until``: whole seconds, rounded up, and at
+    least 1 (0 would invite an immediate retry). Every 429 uses this."""
+    return max(math.ceil(until - time.time()), 1)
+
+
 def add_rate_limit_headers(response):
     """Describe the tightest limit of this request: X-RateLimit-* (reset as a
     Unix time, as flask-limiter and GitHub do), RateLimit-* (the IETF draft's
     names, reset in seconds) and, on a 429 of the limiter, Retry-After.
 
-    flask-limiter's own headers are off because it puts Retry-After on every
-    response, and it would read Redis a second time."""
+    flask-limiter's own headers are off (RATELIMIT_HEADERS_ENABLED) because it
+    puts Retry-After on every response, and it would read Redis a second time."""
     current = limiter.current_limit
     if current is None:
         return response
@@ -42,20 +77,16 @@ def add_rate_limit_headers(response):
     except Exception:  # the store went away mid-request: no headers, no 500
         current_app.logger.warning("rate limit headers skipped: store unavailable")
         return response
-    reset_at = math.ceil(reset_time)
-    reset_in = max(math.ceil(reset_time - time.time()), 0)
     amount = current.limit.amount
-    window = current.limit.get_expiry()
-    response.headers["X-RateLimit-Limit"] = str(amount)
-    response.headers["X-RateLimit-Remaining"] = str(remaining)
-    response.headers["X-RateLimit-Reset"] = str(reset_at)
-    response.headers["RateLimit-Limit"] = str(amount)
-    response.headers["RateLimit-Remaining"] = str(remaining)
-    response.headers["RateLimit-Reset"] = str(reset_in)
-    response.headers["RateLimit-Policy"] = f"{amount};w={window}"
-    if response.status_code == 429 and "Retry-After" not in response.headers:
+    headers = response.headers
+    headers["X-RateLimit-Limit"] = headers["RateLimit-Limit"] = str(amount)
+    headers["X-RateLimit-Remaining"] = headers["RateLimit-Remaining"] = str(remaining)
+    headers["X-RateLimit-Reset"] = str(math.ceil(reset_time))
+    headers["RateLimit-Reset"] = str(max(math.ceil(reset_time - time.time()), 0))
+    headers["RateLimit-Policy"] = f"{amount};w={current.limit.get_expiry()}"
+    if response.status_code == 429 and "Retry-After" not in headers:
         # The lockout sets its own Retry-After; this is the limiter's.
-        response.headers["Retry-After"] = str(max(reset_in, 1))
+        headers["Retry-After"] = str(retry_after(reset_time))
     return response
 
 

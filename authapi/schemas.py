@@ -4,19 +4,55 @@ Unknown fields raise (marshmallow's default), so nobody can give themselves a
 role or a verified address by sending one.
 """
 
-from email_validator import EmailNotValidError, validate_email
+import re
+
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from .models import ROLES
 from .passwords import PASSWORD_MAX_LENGTH, password_problems
 from .tokens import MAX_ID
 
-USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
+EMAIL_MAX_LENGTH = 254  # RFC 5321's limit on a path
+USERNAME_MIN_LENGTH, USERNAME_MAX_LENGTH = 3, 32
+# ECMA-262 and Python read this alike for a whole value; FullMatch makes
+# Python's "$" refuse a trailing newline, as ECMA-262's does.
+USERNAME_PATTERN = rf"^[A-Za-z0-9_.-]{{{USERNAME_MIN_LENGTH},{USERNAME_MAX_LENGTH}}}$"
+FULL_NAME_MAX_LENGTH = 100
+TOKEN_MAX_LENGTH = 512
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+
+
+def _any_case(word: str) -> str:
+    # ECMA-262 patterns in a JSON Schema take no flags: spell both cases out.
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+# email_validator refuses the special-use domains (RFC 6761) and their
+# subdomains; "format: email" alone would allow them.
+EMAIL_DOMAIN_PATTERN = "^(?![^@]*@(?:[^@]*\\.)?(?:{})$)".format(
+    "|".join(_any_case(name) for name in SPECIAL_USE_DOMAIN_NAMES)
+)
+
+
+class FullMatch(validate.Regexp):
+    """A pattern the whole value must match. marshmallow's Regexp uses
+    re.match, under which "^...$" also accepts the value plus a trailing
+    newline ("admin\n" beside "admin", or 33 characters in a VARCHAR(32))."""
+
+    def __call__(self, value):
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
 
 
 class Text(fields.String):
     """A string without NUL characters or lone surrogates, which PostgreSQL
-    cannot store, hashing cannot encode, and no legitimate client sends."""
+    cannot store, hashing cannot encode, and no legitimate client sends.
+
+    Each field class states in ``openapi_properties`` the constraints it
+    enforces beyond its validators (which apispec documents itself), so the
+    OpenAPI document is as strict as the server (docs.OperationDocs)."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs)
@@ -28,12 +64,16 @@ class Text(fields.String):
             raise ValidationError("Must be valid Unicode text.") from None
         return value
 
+    def openapi_properties(self, config) -> dict:
+        # Lone surrogates cannot be generated from a document; NUL can.
+        return {"pattern": NO_NUL_PATTERN}
+
 
 class Email(Text):
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs)
-        if len(value) > 254:
-            raise ValidationError("Must be at most 254 characters.")
+        if len(value) > EMAIL_MAX_LENGTH:
+            raise ValidationError(f"Must be at most {EMAIL_MAX_LENGTH} characters.")
         try:
             # Syntax only: no DNS look-up, and ASCII local parts so that the
             # database's lower() and Python's agree on case-insensitive uniqueness.
@@ -44,25 +84,45 @@ class Email(Text):
             raise ValidationError("Not a valid email address.") from None
         return checked.normalized
 
+    def openapi_properties(self, config) -> dict:
+        return {"format": "email", "maxLength": EMAIL_MAX_LENGTH, "pattern": EMAIL_DOMAIN_PATTERN}
+
+
+class Username(Text):
+    def __init__(self, **kwargs):
+        error = (
+            f"Must be {USERNAME_MIN_LENGTH} to {USERNAME_MAX_LENGTH} characters of letters, "
+            "digits, '_', '.' or '-'."
+        )
+        super().__init__(validate=FullMatch(USERNAME_PATTERN, error=error), **kwargs)
+
+    def openapi_properties(self, config) -> dict:
+        return {"minLength": USERNAME_MIN_LENGTH, "maxLength": USERNAME_MAX_LENGTH}
+
+
+class NewPassword(Text):
+    """A password being set. The policy itself (length, common passwords,
+    username) is checked where the username and email are known:
+    validates_schema or the service; the document states its length bounds."""
+
+    def openapi_properties(self, config) -> dict:
+        return {
+            **super().openapi_properties(config),
+            "minLength": config["PASSWORD_MIN_LENGTH"],
+            "maxLength": PASSWORD_MAX_LENGTH,
+        }
+
 
 def username_field(**kwargs):
-    return Text(
-        validate=validate.Regexp(
-            USERNAME_PATTERN,
-            error="Must be 3 to 32 characters of letters, digits, '_', '.' or '-'.",
-        ),
-        **kwargs,
-    )
+    return Username(**kwargs)
 
 
 def password_field(**kwargs):
-    # The policy itself (length, common passwords, username) is checked where
-    # the username and email are known: validates_schema or the service.
-    return Text(**kwargs)
+    return NewPassword(**kwargs)
 
 
 def full_name_field(**kwargs):
-    return Text(validate=validate.Length(max=100), allow_none=True, **kwargs)
+    return Text(validate=validate.Length(max=FULL_NAME_MAX_LENGTH), allow_none=True, **kwargs)
 
 
 # ---------------------------------------------------------------- requests
@@ -118,13 +178,13 @@ class AdminUserPatchIn(Schema):
 class UserQueryIn(Schema):
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_ID))
     per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
-    q = Text(validate=validate.Length(max=254))
+    q = Text(validate=validate.Length(max=EMAIL_MAX_LENGTH))
     role = Text(validate=validate.OneOf(ROLES))
     is_active = fields.Boolean()
 
 
 class LoginIn(Schema):
-    username = Text(required=True, validate=validate.Length(min=1, max=254))
+    username = Text(required=True, validate=validate.Length(min=1, max=EMAIL_MAX_LENGTH))
     password = Text(required=True, validate=validate.Length(min=1, max=PASSWORD_MAX_LENGTH))
     # OAuth2 password grant (RFC 6749 §4.3) form fields.
     grant_type = Text(validate=validate.OneOf(["password"], error="Only 'password' is supported."))
@@ -141,7 +201,7 @@ class ForgotPasswordIn(Schema):
 
 
 def token_field():
-    return Text(required=True, validate=validate.Length(min=1, max=512))
+    return Text(required=True, validate=validate.Length(min=1, max=TOKEN_MAX_LENGTH))
 
 
 class ResetPasswordIn(Schema):

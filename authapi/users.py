@@ -2,7 +2,8 @@
 
 from flask_jwt_extended import current_user, get_current_user, jwt_required
 
-from .extensions import Blueprint
+from .docs import bearer, refusals
+from .extensions import Blueprint, read_only
 from .permissions import admin_required
 from .schemas import (
     AdminUserIn,
@@ -20,7 +21,9 @@ bp = Blueprint("users", __name__, url_prefix="/users", description="User account
 
 
 @bp.get("/me")
+@read_only
 @jwt_required()
+@bearer("access")
 @bp.response(200, UserOut)
 def me():
     # The user itself, not the current_user proxy: the dump reads every field.
@@ -28,15 +31,19 @@ def me():
 
 
 @bp.patch("/me")
+@refusals(409)
 @jwt_required()
-@bp.arguments(ProfilePatchIn)
+@bearer("access")
+@bp.arguments(ProfilePatchIn, required=False)
 @bp.response(200, UserOut)
 def update_me(data):
     return accounts.update_profile(current_user, **data)
 
 
 @bp.delete("/me")
+@refusals(409)
 @jwt_required()
+@bearer("access")
 @bp.arguments(PasswordConfirmIn)
 @bp.response(204)
 def delete_me(data):
@@ -49,8 +56,11 @@ USER_ID = "<int(max=2147483647):user_id>"  # larger ids cannot exist: a plain 40
 
 
 @bp.get("")
+@read_only
 @jwt_required()
+@bearer("access")
 @admin_required
+@refusals(403)
 @bp.arguments(UserQueryIn, location="query")
 @bp.response(200, UserPageOut)
 def list_users(query):
@@ -59,7 +69,9 @@ def list_users(query):
 
 @bp.post("")
 @jwt_required()
+@bearer("access")
 @admin_required
+@refusals(403, 409)
 @bp.arguments(AdminUserIn)
 @bp.response(201, UserOut)
 def create_user(data):
@@ -67,8 +79,11 @@ def create_user(data):
 
 
 @bp.get(f"/{USER_ID}")
+@read_only
 @jwt_required()
+@bearer("access")
 @admin_required
+@refusals(403)
 @bp.response(200, UserOut)
 def get_user(user_id):
     return admin.get_user(user_id)
@@ -76,8 +91,10 @@ def get_user(user_id):
 
 @bp.patch(f"/{USER_ID}")
 @jwt_required()
+@bearer("access")
 @admin_required
-@bp.arguments(AdminUserPatchIn)
+@refusals(403, 409)
+@bp.arguments(AdminUserPatchIn, required=False)
 @bp.response(200, UserOut)
 def update_user(data, user_id):
     return admin.update_user(current_user, admin.get_user(user_id), **data)
@@ -85,8 +102,10 @@ def update_user(data, user_id):
 
 @bp.delete(f"/{USER_ID}")
 @jwt_required()
+@bearer("access")
 @admin_required
-@bp.arguments(EmptyIn)
+@refusals(403, 409)
+@bp.arguments(EmptyIn, required=False)
 @bp.response(204)
 def delete_user(data, user_id):
     admin.delete_user(current_user, admin.get_user(user_id))

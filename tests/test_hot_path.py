@@ -1,15 +1,16 @@
 """What the hot path sends to the database (issue 8), on SQLite and PostgreSQL:
-a request that changes nothing reads in autocommit, one statement per query;
-a write keeps its transaction; nothing is loaded again after a commit."""
+a view marked read_only reads in autocommit, one statement per query; any
+other request, a write or an unmarked GET, keeps its transaction; nothing is loaded again after a commit."""
 
 import contextlib
 import sqlite3
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 
 from authapi import mail
-from authapi.extensions import db
+from authapi.extensions import READ_ONLY_MARK, db
+from authapi.models import User
 
 from .conftest import bearer
 
@@ -96,3 +97,33 @@ def test_login_loads_nothing_after_its_commit(app, client, auth):
 
     assert [kind for kind, _ in seen] == ["SELECT", "UPDATE", "INSERT"]
     assert not any(autocommit for _, autocommit in seen)
+
+
+# Views that read no database through the session: they need no mark.
+READS_NO_DATABASE = {
+    "static", "api-docs.openapi_json", "api-docs.openapi_swagger_ui", "docs_assets.asset",
+}
+
+
+def test_every_get_view_is_marked_read_only_or_reads_no_database(app):
+    for rule in app.url_map.iter_rules():
+        if "GET" not in rule.methods or rule.endpoint in READS_NO_DATABASE:
+            continue
+        view = app.view_functions[rule.endpoint]
+        assert getattr(view, READ_ONLY_MARK, False), rule.endpoint
+
+
+def test_an_unmarked_get_keeps_its_transaction(make_app):
+    # Autocommit is a view's own statement, never a guess from the method: a
+    # GET that writes would otherwise lose its transaction.
+    app = make_app()
+
+    @app.get("/count-users")
+    def count_users():
+        return {"users": db.session.scalar(select(func.count()).select_from(User))}
+
+    with statements(app) as seen:
+        response = app.test_client().get("/count-users")
+
+    assert response.status_code == 200
+    assert seen == [("SELECT", False)]

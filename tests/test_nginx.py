@@ -343,3 +343,37 @@ def test_upstream_down_is_a_json_503(make_app, start_nginx):
 
     assert_json_error(response, 503, "service_unavailable")
     assert response.headers["Retry-After"] == "5"
+
+
+# ---------------------------------------------------------------- the site file against the Python source
+# nginx cannot import the catalogue or the header list: its own pages repeat
+# them, and these tests hold them to authapi.errors and authapi.http.
+
+NGINX_PAGE = re.compile(r"location [^{]*\{(?P<body>[^}]*?return (?P<status>\d{3}) '(?P<json>[^']*)';[^}]*)\}")
+
+
+def nginx_pages() -> list[tuple[int, dict, dict]]:
+    pages = []
+    for match in NGINX_PAGE.finditer(SITE.read_text()):
+        headers = dict(re.findall(r'add_header ([\w-]+) "?([^";]+?)"? always;', match["body"]))
+        pages.append((int(match["status"]), json.loads(match["json"].replace("\\n", "")), headers))
+    return pages
+
+
+def test_nginx_pages_answer_the_catalogues_code_and_message():
+    from authapi import errors
+
+    pages = nginx_pages()
+    assert {status for status, _, _ in pages} == {404, 413, 503}
+    for status, body, _ in pages:
+        code, message = errors.HTTP_CODES[status]
+        assert body == errors.envelope(code, message), status
+
+
+def test_nginx_pages_carry_the_apps_security_headers():
+    from authapi import http
+
+    for status, _, headers in nginx_pages():
+        expected = {**http.SECURITY_HEADERS, "Strict-Transport-Security": http.HSTS}
+        assert {name: headers.get(name) for name in expected} == expected, status
+        assert headers["X-Request-ID"] == "$authapi_request_id"

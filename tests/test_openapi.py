@@ -4,7 +4,11 @@ and every answer (status, content type, headers, body) is the documented one.
 """
 
 import re
+import subprocess
+import sys
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 import redis
@@ -19,7 +23,7 @@ from authapi.extensions import db
 from authapi.models import User
 from authapi.passwords import hash_password
 
-from .conftest import PASSWORD, Server, base_env, reset_database
+from .conftest import PASSWORD, ROOT, Server, base_env, reset_database
 
 NON_API_ENDPOINTS = {"static", "api-docs.openapi_json", "api-docs.openapi_swagger_ui", "docs_assets.asset"}
 
@@ -123,11 +127,66 @@ def test_login_documents_the_oauth2_form(spec):
     assert content["application/x-www-form-urlencoded"] == content["application/json"]
 
 
-def test_business_error_table_names_real_endpoints(spec):
-    from authapi.docs import BUSINESS_ERRORS
+def test_error_descriptions_name_every_code_of_the_catalogue(spec):
+    # The descriptions come from errors.py, the one catalogue of codes.
+    from authapi import errors
+    from authapi.docs import ERROR_RESPONSES
 
-    app, _ = spec
-    assert set(BUSINESS_ERRORS) <= set(app.view_functions)
+    _, document = spec
+    responses = document["components"]["responses"]
+    for status, (name, _) in ERROR_RESPONSES.items():
+        for code, message in errors.catalogue()[status].items():
+            assert f"`{code}`: {message}" in responses[name]["description"], (status, code)
+
+
+def properties(document, schema_name):
+    return document["components"]["schemas"][schema_name]["properties"]
+
+
+def test_document_states_the_field_constraints_the_server_enforces(spec):
+    _, document = spec
+    register = properties(document, "RegisterIn")
+    assert register["email"] | {"format": "email", "maxLength": 254} == register["email"]
+    assert register["username"]["pattern"] == "^[A-Za-z0-9_.-]{3,32}$"
+    assert (register["username"]["minLength"], register["username"]["maxLength"]) == (3, 32)
+    assert (register["password"]["minLength"], register["password"]["maxLength"]) == (12, 256)
+    assert register["full_name"]["maxLength"] == 100
+    assert properties(document, "ForgotPasswordIn")["email"]["format"] == "email"
+    for name in ("ResetPasswordIn", "VerifyEmailIn"):
+        token = properties(document, name)["token"]
+        assert (token["minLength"], token["maxLength"]) == (1, 512)
+    assert properties(document, "ResetPasswordIn")["new_password"]["minLength"] == 12
+
+
+def test_documented_password_length_is_the_configured_one(make_app):
+    app = make_app(PASSWORD_MIN_LENGTH="16")
+    document = app.test_client().get("/openapi.json").get_json()
+
+    for schema, field in [("RegisterIn", "password"), ("PasswordChangeIn", "new_password"),
+                          ("ResetPasswordIn", "new_password"), ("AdminUserIn", "password")]:
+        assert properties(document, schema)[field]["minLength"] == 16, schema
+
+
+@pytest.mark.parametrize("username", ["admin\n", "a" * 32 + "\n", "\nadmin"])
+def test_username_pattern_matches_the_whole_value(app, username):
+    # re.match with "^...$" would take a trailing newline: "admin\n" beside
+    # admin, or 33 characters for a VARCHAR(32) (a 500 on PostgreSQL).
+    response = app.test_client().post("/auth/register", json={
+        "email": "newline@example.com", "username": username, "password": "long enough phrase 123"})
+
+    assert response.status_code == 422
+    assert "username" in response.get_json()["error"]["details"]
+
+
+@pytest.mark.parametrize("email", ["", "ada@example.test", "ada@mail.localhost"])
+def test_emails_the_document_refuses_are_refused(spec, app, email):
+    _, document = spec
+    field = properties(document, "ForgotPasswordIn")["email"]
+    assert email == "" or not re.search(field["pattern"], email)
+
+    response = app.test_client().post("/auth/password/forgot", json={"email": email})
+
+    assert response.status_code == 422
 
 
 def test_docs_page_loads_only_assets_the_app_serves(spec):
@@ -220,3 +279,17 @@ def test_api_conforms_with_a_valid_token(case, live):
 @settings(FUZZ, max_examples=8)
 def test_api_conforms_without_a_token(case, live):
     case.call_and_validate(base_url=live.url, checks=ANONYMOUS_CHECKS, timeout=10)
+
+
+def test_schemathesis_run_with_every_check_finds_nothing(live):
+    # As a newcomer runs it, from the repository root (so schemathesis.toml
+    # applies), without a token: every check, the stateful phase included.
+    # A few examples per operation keep it within about half a minute.
+    started = time.monotonic()
+    run = subprocess.run(
+        [str(Path(sys.executable).parent / "schemathesis"), "run", live.url + "/openapi.json",
+         "--checks", "all", "--max-examples", "15", "--no-color"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    assert time.monotonic() - started < 120
