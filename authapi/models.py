@@ -61,6 +61,11 @@ class User(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Every token issued before this moment is revoked (logout-all, password
+    # change, deactivation, role change). Redis holds the same cut-off for the
+    # per-request check; this copy lets the marks be rebuilt after Redis lost
+    # its data (API.md §7).
+    tokens_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     sessions: Mapped[list["AuthSession"]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
@@ -125,3 +130,19 @@ class OneTimeToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DeviceToken(db.Model):
+    """A device that logged in successfully (OWASP's device cookie, API.md §7):
+    presenting its token exempts a login from the username's lockout. Stored
+    only as a hash, like the one-time tokens."""
+
+    __tablename__ = "device_tokens"
+    __table_args__ = (Index("ix_device_tokens_user_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
