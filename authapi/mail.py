@@ -1,4 +1,5 @@
-"""Outgoing email, delivered off the request path.
+"""Outgoing email, delivered off the request path, and the cap on how often
+one address is mailed.
 
 ``MAIL_BACKEND=smtp`` sends through smtplib; ``console`` writes the message to
 the log (development only: it is the one place a token may reach a log, so
@@ -9,17 +10,24 @@ or down never delays, changes or fails the HTTP answer.
 With ``SMTP_STARTTLS`` or ``SMTP_SSL`` the server's certificate and host name
 are verified (the system's CAs, or ``SMTP_CA_FILE``) before anything else is
 said: a server that fails gets neither the password nor the message.
+
+``reserve`` is the resend cap (API.md §4): one email of a purpose per address
+per ``EMAIL_RESEND_SECONDS``, claimed in the shared store.
 """
 
+import hashlib
 import logging
 import os
 import smtplib
 import ssl
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from email.message import EmailMessage
 
 from flask import current_app
+
+from .extensions import store
 
 log = logging.getLogger("authapi.mail")
 
@@ -127,3 +135,34 @@ def deliver(message: EmailMessage) -> None:
     else:
         log.info("email sent: %s", message["Subject"])
 
+
+# ---------------------------------------------------------------- the resend cap
+
+
+def resend_key(address: str, purpose: str) -> str:
+    """The store key of the last email of ``purpose`` to ``address``: a prefix
+    of its own and a digest, so nothing a client types reaches another key."""
+    digest = hashlib.sha256(address.lower().encode()).hexdigest()
+    return f"authapi:email-sent:{purpose}:{digest}"
+
+
+def reserve(address: str, purpose: str) -> float | None:
+    """Claim the one email of ``purpose`` that ``address`` may get per
+    ``EMAIL_RESEND_SECONDS``. Returns None when claimed (send it), or the Unix
+    time the earlier claim ends (send nothing).
+
+    One atomic store operation, made whether or not an account has the
+    address, so neither the answer nor its timing says which. Raises the
+    store's errors (503 in a request): without the store no capped email goes
+    out, as no login is checked."""
+    seconds = current_app.config["EMAIL_RESEND_SECONDS"]
+    if seconds <= 0:
+        return None
+    until = time.time() + seconds
+    held = store.reserve(resend_key(address, purpose), repr(until), seconds)
+    if held is None:
+        return None
+    try:
+        return float(held)
+    except ValueError:  # not ours to read: the claim lasts at most its TTL
+        return until

@@ -203,6 +203,8 @@ SECTIONS = (
         S("SMTP_CA_FILE", optional, None, "PEM file of the CAs that verify the server's "
           "certificate; unset: the system's CAs", readable_file),
         S("SMTP_TIMEOUT", integer, "10", "seconds"),
+        S("EMAIL_RESEND_SECONDS", integer, "60", "one email of a purpose (verification, reset) "
+          "per address per this many seconds; 0: no limit", bounds=(0, None)),
     )),
     ("Logging", (
         S("LOG_LEVEL", str.upper, "INFO", "the lowest level logged", choices=LOG_LEVELS),
