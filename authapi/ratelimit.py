@@ -8,12 +8,12 @@ When Redis cannot be reached the limiter counts in process memory until it is
 back: limits fail open, token checks and the login lockout fail closed (503).
 """
 
+import ipaddress
 import math
 import time
 
 from flask import current_app, request
 from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 
 # endpoint -> the setting holding its limit; any other endpoint: DEFAULT_LIMIT.
 ENDPOINT_LIMITS = {
@@ -34,10 +34,29 @@ def _current_limit() -> str:
     return current_app.config[limit_setting(request.endpoint)]
 
 
+def client_key() -> str:
+    """What a client's limits are counted under: its address as ProxyFix
+    leaves it (with PROXY_FIX_X_FOR=0 the peer, so a client's own
+    X-Forwarded-For changes nothing), an IPv6 address by its /64.
+
+    One subscriber gets a whole /64 (often more) and picks any address in it
+    at will, so counting per IPv6 address would not limit anyone. An
+    IPv4-mapped IPv6 address (``::ffff:192.0.2.1``, from a dual-stack socket)
+    is that IPv4 address."""
+    address = request.remote_addr or ""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # not an IP address (a Unix socket): counted as it is
+    if ip.version == 4:
+        return str(ip)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+
+
 limiter = Limiter(
-    # The client's address as ProxyFix leaves it: with PROXY_FIX_X_FOR=0 that is
-    # the peer, and a client's own X-Forwarded-For changes nothing.
-    key_func=get_remote_address,
+    key_func=client_key,
     # A default limit is counted per endpoint (flask-limiter's scope), so one
     # callable serves the whole table.
     default_limits=[_current_limit],

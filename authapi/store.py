@@ -49,6 +49,15 @@ class RedisStore:
         count, _ = pipe.execute()
         return int(count)
 
+    def reserve(self, key: str, value: str, ttl: int) -> str | None:
+        """Set ``key`` for ``ttl`` seconds unless it is set, in one atomic
+        round trip. Returns None when this call set it, else the value held."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(key, value, nx=True, ex=max(int(ttl), 1))
+        pipe.get(key)
+        claimed, held = pipe.execute()
+        return None if claimed else held
+
     def delete(self, *keys: str) -> None:
         if keys:
             self.client.delete(*keys)
@@ -87,6 +96,15 @@ class MemoryStore:
             count = (int(value) if expires > now else 0) + 1
             self._data[key] = (str(count), now + max(int(ttl), 1))
             return count
+
+    def reserve(self, key: str, value: str, ttl: int) -> str | None:
+        now = time.monotonic()
+        with self._lock:
+            held, expires = self._data.get(key, (None, 0.0))
+            if held is not None and expires > now:
+                return held
+            self._data[key] = (value, now + max(int(ttl), 1))
+            return None
 
     def delete(self, *keys: str) -> None:
         with self._lock:
@@ -129,6 +147,9 @@ class SharedStore:
 
     def incr(self, key, ttl):
         return self.backend.incr(key, ttl)
+
+    def reserve(self, key, value, ttl):
+        return self.backend.reserve(key, value, ttl)
 
     def delete(self, *keys):
         return self.backend.delete(*keys)

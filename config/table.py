@@ -92,6 +92,20 @@ def no_console_in_production(name, value, settings):
         return f"{name}=console writes tokens to the log and is refused in production"
 
 
+def no_plain_text_login_in_production(name, value, settings):
+    # Anyone on the path would read the SMTP password, then send mail as us.
+    encrypted = settings["SMTP_STARTTLS"] or settings["SMTP_SSL"]
+    if settings["AUTHAPI_ENV"] == "production" and value and not encrypted:
+        return (f"{name} is set but neither SMTP_STARTTLS nor SMTP_SSL is on: production "
+                "refuses to send the SMTP password in plain text")
+
+
+def one_kind_of_tls(name, value, settings):
+    if value and settings["SMTP_STARTTLS"]:
+        return (f"{name} (TLS from the start) and SMTP_STARTTLS (TLS after a plain greeting) "
+                "exclude each other: choose the one the server's port speaks")
+
+
 # ---------------------------------------------------------------- the table
 
 S = Setting
@@ -180,10 +194,17 @@ SECTIONS = (
         S("MAIL_FROM", text, "no-reply@localhost", "the sender of every email"),
         S("SMTP_HOST", text, "localhost", "the SMTP server"),
         S("SMTP_PORT", integer, "25", "its port"),
-        S("SMTP_USERNAME", optional, None, "login name, when the server wants one"),
+        S("SMTP_USERNAME", optional, None, "login name, when the server wants one; production "
+          "refuses it without SMTP_STARTTLS or SMTP_SSL", no_plain_text_login_in_production),
         S("SMTP_PASSWORD", optional, None, "its password"),
-        S("SMTP_STARTTLS", boolean, "false", "upgrade the connection with STARTTLS"),
+        S("SMTP_STARTTLS", boolean, "false", "upgrade the connection with STARTTLS (port 587)"),
+        S("SMTP_SSL", boolean, "false", "implicit TLS from the first byte (port 465)",
+          one_kind_of_tls),
+        S("SMTP_CA_FILE", optional, None, "PEM file of the CAs that verify the server's "
+          "certificate; unset: the system's CAs", readable_file),
         S("SMTP_TIMEOUT", integer, "10", "seconds"),
+        S("EMAIL_RESEND_SECONDS", integer, "60", "one email of a purpose (verification, reset) "
+          "per address per this many seconds; 0: no limit", bounds=(0, None)),
     )),
     ("Logging", (
         S("LOG_LEVEL", str.upper, "INFO", "the lowest level logged", choices=LOG_LEVELS),

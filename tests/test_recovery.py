@@ -29,6 +29,8 @@ def mail_app(make_app, smtp_server):
         MAIL_FROM="auth@example.com",
         PASSWORD_RESET_URL="https://app.example.com/reset?token={token}",
         EMAIL_VERIFY_URL="https://app.example.com/verify?token={token}",
+        # Some tests mail one address twice in a row; the cap: test_email_limits.py.
+        EMAIL_RESEND_SECONDS=0,
     )
 
 

@@ -4,10 +4,11 @@ import hashlib
 import secrets
 from datetime import timedelta
 
+import redis
 from flask import current_app
 from sqlalchemy import delete, func, or_, select, update
 
-from .. import errors, lockout, mail, revocation
+from .. import errors, lockout, mail, ratelimit, revocation
 from ..extensions import db
 from ..models import OneTimeToken, User, utcnow
 from ..passwords import ensure_password_allowed, hash_password
@@ -92,14 +93,34 @@ def _send_token_email(user_id: int, email: str, purpose: str) -> None:
 
 
 def send_verification_email(user: User) -> None:
-    """Queue a verification email for the user's current address."""
-    mail.run_in_background(_send_token_email, user.id, user.email, EMAIL_VERIFY)
+    """Queue a verification email for the user's current address, unless one
+    went there within ``EMAIL_RESEND_SECONDS`` (then nothing: the account change
+    that asked for it is done, and the earlier link still verifies the address).
+
+    After the caller's commit, so a store failure must not fail the request:
+    it is logged and the email skipped (asked for again with verify/request)."""
+    try:
+        held_until = mail.reserve(user.email, EMAIL_VERIFY)
+    except redis.RedisError:
+        current_app.logger.warning("verification email skipped: store unavailable")
+        return
+    if held_until is None:
+        mail.run_in_background(_send_token_email, user.id, user.email, EMAIL_VERIFY)
 
 
 def request_verification(user: User) -> None:
     """Send a new verification email (also for a verified address: verifying
-    it again is harmless, and the contract promises the email)."""
-    send_verification_email(user)
+    it again is harmless, and the contract promises the email).
+
+    Raises RateLimited while an earlier one to the address is within
+    ``EMAIL_RESEND_SECONDS``, and the store's errors (503)."""
+    held_until = mail.reserve(user.email, EMAIL_VERIFY)
+    if held_until is not None:
+        raise errors.RateLimited(
+            retry_after=ratelimit.retry_after(held_until),
+            message="A verification email was sent recently; try again later.",
+        )
+    mail.run_in_background(_send_token_email, user.id, user.email, EMAIL_VERIFY)
 
 
 def _forgot_password_job(email: str) -> None:
@@ -109,12 +130,15 @@ def _forgot_password_job(email: str) -> None:
 
 
 def forgot_password(email: str) -> None:
-    """Queue a reset email if an active account has this address.
+    """Queue a reset email if an active account has this address and no reset
+    email went to it within ``EMAIL_RESEND_SECONDS``.
 
-    Everything, the look-up included, runs in the background: the answer
-    takes the same time and says the same whether or not the account exists.
-    """
-    mail.run_in_background(_forgot_password_job, email)
+    The address is claimed whether or not an account has it (one store
+    operation); everything else, the look-up included, runs in the
+    background: the answer takes the same time and says the same whether or
+    not the account exists. Raises the store's errors (503)."""
+    if mail.reserve(email, PASSWORD_RESET) is None:
+        mail.run_in_background(_forgot_password_job, email)
 
 
 def replace_password(user: User, new_password: str) -> None:
