@@ -2,11 +2,12 @@
 
 import pytest
 import requests
+from sqlalchemy import create_engine, text
 
 from authapi.extensions import db
 from authapi.models import User
 
-from .conftest import PASSWORD, bearer
+from .conftest import PASSWORD, LiveAuth, bearer, error_code
 
 ADMIN_ENDPOINTS = [
     ("get", "/users", None),
@@ -15,10 +16,6 @@ ADMIN_ENDPOINTS = [
     ("patch", "/users/1", {"full_name": "X"}),
     ("delete", "/users/1", None),
 ]
-
-
-def error_code(response):
-    return response.get_json()["error"]["code"]
 
 
 def promote(app, username):
@@ -293,33 +290,26 @@ def test_inactive_admins_do_not_count(app, client, auth, admin_headers):
 # ---------------------------------------------------------------- across gunicorn workers
 
 
+def promote_in_database(server, username):
+    # Nobody can become admin over HTTP: promote in the database, as the CLI would.
+    engine = create_engine(server.env["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE users SET role = 'admin' WHERE username = :u"), {"u": username})
+    engine.dispose()
+
+
 @pytest.mark.parametrize("change", ["role", "deactivate", "delete"])
 def test_admin_revocation_is_seen_by_every_worker(gunicorn_server, change):
     url = gunicorn_server.url
-    suffix = change
-
-    def post(path, body, token=None):
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return requests.post(url + path, json=body, headers=headers, timeout=10)
-
-    # Nobody can become admin over HTTP: promote in the database, as the CLI would.
-    root = f"root{suffix}"
-    assert post("/auth/register", {"email": f"{root}@example.com", "username": root, "password": PASSWORD}).status_code == 201
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(gunicorn_server.env["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://"))
-    with engine.begin() as conn:
-        conn.execute(text("UPDATE users SET role = 'admin' WHERE username = :u"), {"u": root})
-    engine.dispose()
-    admin_token = post("/auth/login", {"username": root, "password": PASSWORD}).json()["access_token"]
-
-    victim = f"victim{suffix}"
-    created = post("/auth/register", {"email": f"{victim}@example.com", "username": victim, "password": PASSWORD}).json()
-    token = post("/auth/login", {"username": victim, "password": PASSWORD}).json()["access_token"]
-    headers = {"Authorization": f"Bearer {token}"}
+    live = LiveAuth(url, timeout=10)
+    root, victim = f"root{change}", f"victim{change}"
+    live.register(root)
+    promote_in_database(gunicorn_server, root)
+    admin_headers = bearer(live.login(root)["access_token"])
+    created = live.register(victim)
+    headers = bearer(live.login(victim)["access_token"])
     assert requests.get(url + "/users/me", headers=headers, timeout=10).status_code == 200
 
-    admin_headers = {"Authorization": f"Bearer {admin_token}"}
     target = f"{url}/users/{created['id']}"
     if change == "role":
         assert requests.patch(target, json={"role": "admin"}, headers=admin_headers, timeout=10).status_code == 200

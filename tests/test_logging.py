@@ -16,7 +16,7 @@ from authapi.logs import HANDLER_NAME
 from authapi.models import User
 from config import ConfigError, load_config
 
-from .conftest import base_env
+from .conftest import base_env, bearer
 
 PASSWORDS = {
     "first": "first secret passphrase",
@@ -37,10 +37,6 @@ SECURITY_EVENTS = {
 @pytest.fixture(scope="session")
 def database_url(postgres_url):
     return postgres_url
-
-
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
 
 
 def link_token(message) -> tuple[str, str]:

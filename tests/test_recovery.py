@@ -14,7 +14,7 @@ from authapi import mail
 from authapi.extensions import db
 from authapi.models import OneTimeToken, User, utcnow
 
-from .conftest import PASSWORD, AuthActions, bearer, free_port
+from .conftest import PASSWORD, AuthActions, bearer, error_code, free_port
 
 NEW_PASSWORD = "a brand new passphrase"
 TOKEN_IN_LINK = re.compile(r"token=([A-Za-z0-9_\-]+)")
@@ -40,10 +40,6 @@ def client(mail_app):
 @pytest.fixture
 def auth(client):
     return AuthActions(client)
-
-
-def error_code(response):
-    return response.get_json()["error"]["code"]
 
 
 def token_from(message) -> str:

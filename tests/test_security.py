@@ -12,14 +12,10 @@ from authapi.extensions import db
 from authapi.models import User
 from authapi.services import accounts
 
-from .conftest import PASSWORD, AuthActions, bearer
+from .conftest import PASSWORD, AuthActions, bearer, error_code, post_login
 
 USERNAME = "margaret"
 EMAIL = "lovelace@example.com"
-
-
-def error_code(response):
-    return response.get_json()["error"]["code"]
 
 
 def stored_hash(app, username):
@@ -31,10 +27,6 @@ def register(client, password, username=USERNAME, email=EMAIL):
     return client.post(
         "/auth/register", json={"email": email, "username": username, "password": password}
     )
-
-
-def login(client, username, password=PASSWORD):
-    return client.post("/auth/login", json={"username": username, "password": password})
 
 
 # ---------------------------------------------------------------- hashing
@@ -69,7 +61,7 @@ def test_hash_is_in_no_response(app, client, auth):
     responses = [client.post(
         "/auth/register", json={"email": EMAIL, "username": USERNAME, "password": PASSWORD}
     )]
-    responses.append(login(client, USERNAME))
+    responses.append(post_login(client, USERNAME))
     pair = responses[-1].get_json()
     headers = bearer(pair["access_token"])
     responses += [
@@ -77,7 +69,7 @@ def test_hash_is_in_no_response(app, client, auth):
         client.patch("/users/me", json={"full_name": "Ada"}, headers=headers),
         client.get("/auth/sessions", headers=headers),
         client.post("/auth/refresh", headers=bearer(pair["refresh_token"])),
-        login(client, USERNAME, "wrong password, long enough"),
+        post_login(client, USERNAME, "wrong password, long enough"),
     ]
     password_hash = stored_hash(app, USERNAME)
     for response in responses:
@@ -92,19 +84,19 @@ def test_login_rehashes_when_argon2_parameters_change(app, make_app, auth):
     before = stored_hash(app, USERNAME)
     assert extract_parameters(before).time_cost == 1
     stronger = make_app(ARGON2_TIME_COST=2)
-    assert login(stronger.test_client(), USERNAME).status_code == 200
+    assert post_login(stronger.test_client(), USERNAME).status_code == 200
     after = stored_hash(app, USERNAME)
     assert after != before and after.startswith("$argon2id$")
     assert extract_parameters(after).time_cost == 2
     assert "t=2" in after
     # The new hash is of the same password.
-    assert login(stronger.test_client(), USERNAME).status_code == 200
+    assert post_login(stronger.test_client(), USERNAME).status_code == 200
 
 
 def test_login_keeps_the_hash_when_parameters_are_unchanged(app, client, auth):
     auth.register(username=USERNAME)
     before = stored_hash(app, USERNAME)
-    assert login(client, USERNAME).status_code == 200
+    assert post_login(client, USERNAME).status_code == 200
     assert stored_hash(app, USERNAME) == before
 
 
@@ -112,14 +104,14 @@ def test_failed_login_does_not_rehash(app, make_app, auth):
     auth.register(username=USERNAME)
     before = stored_hash(app, USERNAME)
     stronger = make_app(ARGON2_TIME_COST=2)
-    response = login(stronger.test_client(), USERNAME, "not the password at all")
+    response = post_login(stronger.test_client(), USERNAME, "not the password at all")
     assert response.status_code == 401
     assert stored_hash(app, USERNAME) == before
 
 
 def test_argon2_memory_cost_is_configurable(app, make_app, auth):
     auth.register(username=USERNAME)
-    assert login(make_app(ARGON2_MEMORY_COST=2048).test_client(), USERNAME).status_code == 200
+    assert post_login(make_app(ARGON2_MEMORY_COST=2048).test_client(), USERNAME).status_code == 200
     assert extract_parameters(stored_hash(app, USERNAME)).memory_cost == 2048
 
 
@@ -128,8 +120,8 @@ def test_argon2_memory_cost_is_configurable(app, make_app, auth):
 
 def test_unknown_user_login_answers_like_a_wrong_password(client, auth):
     auth.register(username=USERNAME)
-    wrong = login(client, USERNAME, "not the password at all")
-    unknown = login(client, "nobody-here", "not the password at all")
+    wrong = post_login(client, USERNAME, "not the password at all")
+    unknown = post_login(client, "nobody-here", "not the password at all")
     assert wrong.status_code == unknown.status_code == 401
     assert error_code(unknown) == "invalid_credentials"
     assert wrong.get_json() == unknown.get_json()
@@ -137,8 +129,8 @@ def test_unknown_user_login_answers_like_a_wrong_password(client, auth):
 
 def test_unknown_email_login_answers_like_a_wrong_password(client, auth):
     auth.register(username=USERNAME, email=EMAIL)
-    wrong = login(client, EMAIL, "not the password at all")
-    unknown = login(client, "nobody@example.com", "not the password at all")
+    wrong = post_login(client, EMAIL, "not the password at all")
+    unknown = post_login(client, "nobody@example.com", "not the password at all")
     assert (unknown.status_code, error_code(unknown)) == (401, "invalid_credentials")
     assert wrong.get_json() == unknown.get_json()
 
@@ -158,14 +150,14 @@ def verified_hashes(monkeypatch):
 
 
 def test_unknown_user_login_runs_argon2_verify(client, auth, verified_hashes):
-    response = login(client, "nobody-here", PASSWORD)
+    response = post_login(client, "nobody-here", PASSWORD)
     assert (response.status_code, error_code(response)) == (401, "invalid_credentials")
     assert len(verified_hashes) == 1 and verified_hashes[0].startswith("$argon2id$")
 
 
 def test_unknown_user_verify_uses_the_current_parameters(make_app, verified_hashes):
     app = make_app(ARGON2_TIME_COST=2)
-    assert login(app.test_client(), "nobody-here").status_code == 401
+    assert post_login(app.test_client(), "nobody-here").status_code == 401
     # Same cost as a real user's hash made with these settings.
     assert extract_parameters(verified_hashes[0]).time_cost == 2
 
@@ -213,7 +205,7 @@ def test_unknown_user_login_costs_like_a_wrong_password(make_app):
         timings = []
         for _ in range(5):
             start = time.perf_counter()
-            assert login(client, username, "wrong password, long enough").status_code == 401
+            assert post_login(client, username, "wrong password, long enough").status_code == 401
             timings.append(time.perf_counter() - start)
         return min(timings)
 
@@ -275,7 +267,7 @@ def test_weak_password_is_refused_at_register(client, password):
 def test_good_password_is_accepted_at_register(client, password):
     response = register(client, password)
     assert response.status_code == 201, response.get_json()
-    assert login(client, USERNAME, password).status_code == 200
+    assert post_login(client, USERNAME, password).status_code == 200
 
 
 @pytest.mark.parametrize("password", ["password", "12345678", "iloveyou", "qwertyuiop", "sunshine"])

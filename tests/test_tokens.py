@@ -10,46 +10,17 @@ import uuid
 import jwt
 import pytest
 
-from .conftest import PASSWORD, AuthActions, base_env, bearer
+from .conftest import (
+    PASSWORD, AuthActions, assert_refused, bearer, claims_of, error_code, me, refresh, sign,
+)
 
-SECRET = base_env("sqlite://", None)["JWT_SECRET_KEY"]
 ACCESS_CLAIMS = ("sub", "jti", "type", "iat", "nbf", "exp", "role", "sid")
 REFRESH_CLAIMS = ("sub", "jti", "type", "iat", "exp", "sid")
 NOT_REDIS = "redis://127.0.0.1:1/0"  # a closed port
 
 
-def error_code(response):
-    body = response.get_json()
-    assert body is not None, response.get_data(as_text=True)
-    assert set(body) == {"error"} and {"code", "message"} <= set(body["error"])
-    return body["error"]["code"]
-
-
-def assert_refused(response, status, code):
-    assert (response.status_code, error_code(response)) == (status, code)
-
-
-def claims_of(token, **options):
-    """The claims of one of our tokens, its signature checked."""
-    return jwt.decode(
-        token, SECRET, algorithms=["HS256"], options={"verify_aud": False, **options}
-    )
-
-
-def sign(claims, key=SECRET, algorithm="HS256", headers=None):
-    return jwt.encode(claims, key, algorithm=algorithm, headers=headers)
-
-
 def without(claims, name):
     return {k: v for k, v in claims.items() if k != name}
-
-
-def me(client, token):
-    return client.get("/users/me", headers=bearer(token))
-
-
-def refresh(client, token):
-    return client.post("/auth/refresh", headers=bearer(token))
 
 
 @pytest.fixture
