@@ -24,7 +24,9 @@ from .clients import (  # noqa: F401
     PASSWORD, AuthActions, LiveAuth, assert_refused, bearer, claims_of, error_code, me,
     post_login, refresh, sign,
 )
-from .servers import IN_CI, ROOT, Inbox, Server, base_env, free_port, require_service  # noqa: F401
+from .servers import (  # noqa: F401
+    IN_CI, ROOT, Inbox, Server, base_env, free_port, require_service, token_from,
+)
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PG_DATABASE = os.environ.get("TEST_PG_DATABASE", "authapi_test")
@@ -184,6 +186,12 @@ def auth(client):
     return AuthActions(client)
 
 
+@pytest.fixture
+def pair(auth):
+    """A logged-in user's token pair."""
+    return auth.user()[1]
+
+
 # ---------------------------------------------------------------- real SMTP
 
 
@@ -197,6 +205,24 @@ def smtp_server():
     controller.start()
     yield inbox
     controller.stop()
+
+
+def mail_settings(smtp_port: int) -> dict:
+    """Settings that send the app's email to the test SMTP server on
+    ``smtp_port``, with links to a front end at app.example.com."""
+    return {
+        "MAIL_BACKEND": "smtp",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": smtp_port,
+        "PASSWORD_RESET_URL": "https://app.example.com/reset?token={token}",
+        "EMAIL_VERIFY_URL": "https://app.example.com/verify?token={token}",
+    }
+
+
+@pytest.fixture
+def mail_app(make_app, smtp_server):
+    """An app that sends its email to ``smtp_server``."""
+    return make_app(MAIL_FROM="auth@example.com", **mail_settings(smtp_server.port))
 
 
 # ---------------------------------------------------------------- real gunicorn

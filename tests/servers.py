@@ -11,6 +11,7 @@ import asyncio
 import email
 import email.policy
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -162,6 +163,17 @@ class Inbox:
             found = matching()
         assert len(found) >= count, f"expected {count} email(s) to {to}, got {len(found)}"
         return found
+
+
+TOKEN_IN_LINK = re.compile(r"token=([A-Za-z0-9_\-]+)")
+
+
+def token_from(message) -> str:
+    """The one-time token in the link of an email the app sent."""
+    body = message.get_body(preferencelist=("plain",)).get_content()
+    match = TOKEN_IN_LINK.search(body)
+    assert match, body
+    return match.group(1)
 
 
 # ---------------------------------------------------------------- Redis and PostgreSQL to kill

@@ -148,6 +148,8 @@ def test_killed_database_connections_are_replaced_without_restart(url):
     assert statuses[-10:] == [200] * 10, statuses
 
 
+# Long on purpose: the writers, the killer and the final consistency check
+# share one timeline; split up, the check would no longer see the kills.
 def test_connections_killed_under_writes_leave_no_half_written_account(url, postgres_url, redis_url):
     outcomes = []  # (username, register status, login status, token pair or None)
     stop = threading.Event()

@@ -16,7 +16,7 @@ from authapi.logs import HANDLER_NAME
 from authapi.models import User
 from config import ConfigError, load_config
 
-from .conftest import base_env, bearer
+from .conftest import base_env, bearer, mail_settings
 
 PASSWORDS = {
     "first": "first secret passphrase",
@@ -44,17 +44,11 @@ def link_token(message) -> tuple[str, str]:
     return link, link.rsplit("token=", 1)[1]
 
 
+# Long on purpose: one account's whole life on one server, collecting every
+# secret it handled, then one read of the log against all of them.
 def test_a_full_flow_logs_json_events_and_no_secret(make_app, serve, smtp_server):
     app = make_app()
-    server = serve(
-        LOG_FORMAT="json",
-        MAIL_BACKEND="smtp",
-        SMTP_HOST="127.0.0.1",
-        SMTP_PORT=smtp_server.port,
-        LOCKOUT_THRESHOLD="2",
-        PASSWORD_RESET_URL="https://app.example.com/reset?token={token}",
-        EMAIL_VERIFY_URL="https://app.example.com/verify?token={token}",
-    )
+    server = serve(LOG_FORMAT="json", LOCKOUT_THRESHOLD="2", **mail_settings(smtp_server.port))
     api = server.url
     secrets = list(PASSWORDS.values())
 
