@@ -254,6 +254,13 @@ def test_delete_user_revokes_its_tokens(client, auth, admin_headers):
     assert client.get(f"/users/{user['id']}", headers=admin_headers).status_code == 404
 
 
+def test_admin_delete_refuses_body_fields(client, auth, admin_headers):
+    user = auth.register(username="alice")
+    response = client.delete(f"/users/{user['id']}", json={"x": 1}, headers=admin_headers)
+    assert response.status_code == 422
+    assert client.get(f"/users/{user['id']}", headers=admin_headers).status_code == 200
+
+
 # ---------------------------------------------------------------- the last admin
 
 
@@ -283,13 +290,3 @@ def test_inactive_admins_do_not_count(app, client, auth, admin_headers):
         db.session.query(User).filter_by(username="dormant").update({"role": "admin", "is_active": False})
         db.session.commit()
     assert client.delete("/users/1", headers=admin_headers).status_code == 409
-
-
-# ---------------------------------------------------------------- across gunicorn workers
-
-
-def test_admin_delete_refuses_body_fields(client, auth, admin_headers):
-    user = auth.register(username="alice")
-    response = client.delete(f"/users/{user['id']}", json={"x": 1}, headers=admin_headers)
-    assert response.status_code == 422
-    assert client.get(f"/users/{user['id']}", headers=admin_headers).status_code == 200

@@ -1,4 +1,6 @@
-"""The /auth endpoints: success paths and their refusals."""
+"""The /auth endpoints register, login and password change: success paths and
+their refusals. Refresh is in test_rotation.py, logout and the session list in
+test_sessions.py."""
 
 import pytest
 

@@ -1,5 +1,7 @@
-"""The revocation rule (authapi.revocation): its keys, its checks, and that
-every account change that revokes goes through it."""
+"""The revocation rule (authapi.revocation, API.md §7): its keys, its checks,
+that every account change that revokes goes through it, that a token it cannot
+check fails closed, and that an admin's change is seen by every gunicorn worker.
+Ending sessions through the API is in test_sessions.py."""
 
 import subprocess
 import sys
