@@ -1,12 +1,10 @@
-"""The /auth endpoints: success paths and their refusals."""
+"""The /auth endpoints register, login and password change: success paths and
+their refusals. Refresh is in test_rotation.py, logout and the session list in
+test_sessions.py."""
 
 import pytest
 
-from .conftest import PASSWORD, bearer
-
-
-def error_code(response):
-    return response.get_json()["error"]["code"]
+from .conftest import PASSWORD, bearer, error_code
 
 
 # ---------------------------------------------------------------- register
@@ -176,116 +174,6 @@ def test_login_validation(client, body):
     response = client.post("/auth/login", json=body)
     assert response.status_code == 422
     assert error_code(response) == "validation_error"
-
-
-# ---------------------------------------------------------------- refresh
-
-
-def test_refresh_rotates_the_refresh_token(client, auth):
-    _, pair = auth.user()
-    response = client.post("/auth/refresh", headers=bearer(pair["refresh_token"]))
-    assert response.status_code == 200
-    new = response.get_json()
-    assert new["refresh_token"] != pair["refresh_token"]
-    assert client.get("/users/me", headers=bearer(new["access_token"])).status_code == 200
-    again = client.post("/auth/refresh", headers=bearer(new["refresh_token"]))
-    assert again.status_code == 200
-
-
-def test_refresh_accepts_the_token_in_the_json_body(client, auth):
-    _, pair = auth.user()
-    response = client.post("/auth/refresh", json={"refresh_token": pair["refresh_token"]})
-    assert response.status_code == 200
-
-
-def test_refresh_without_a_token_is_unauthorized(client):
-    response = client.post("/auth/refresh", json={})
-    assert response.status_code == 401
-    assert error_code(response) == "unauthorized"
-
-
-def test_refresh_keeps_the_session(client, auth):
-    _, pair = auth.user()
-    new = client.post("/auth/refresh", headers=bearer(pair["refresh_token"])).get_json()
-    items = client.get("/auth/sessions", headers=bearer(new["access_token"])).get_json()["items"]
-    assert len(items) == 1 and items[0]["current"] is True
-
-
-# ---------------------------------------------------------------- logout
-
-
-def test_logout_ends_only_this_session(client, auth):
-    user, first = auth.user()
-    second = auth.login(user["username"])
-    response = client.post("/auth/logout", headers=bearer(first["access_token"]))
-    assert response.status_code == 200
-    assert client.get("/users/me", headers=bearer(first["access_token"])).status_code == 401
-    assert client.post("/auth/refresh", headers=bearer(first["refresh_token"])).status_code == 401
-    assert client.get("/users/me", headers=bearer(second["access_token"])).status_code == 200
-
-
-def test_logout_all_ends_every_session(client, auth):
-    user, first = auth.user()
-    second = auth.login(user["username"])
-    response = client.post("/auth/logout-all", headers=bearer(first["access_token"]))
-    assert response.status_code == 200
-    for pair in (first, second):
-        me = client.get("/users/me", headers=bearer(pair["access_token"]))
-        assert me.status_code == 401 and error_code(me) == "token_revoked"
-        assert client.post("/auth/refresh", headers=bearer(pair["refresh_token"])).status_code == 401
-    third = auth.login(user["username"])
-    assert client.get("/users/me", headers=bearer(third["access_token"])).status_code == 200
-
-
-def test_logout_rejects_a_body_with_fields(client, auth):
-    _, pair = auth.user()
-    response = client.post("/auth/logout", json={"everything": True}, headers=bearer(pair["access_token"]))
-    assert response.status_code == 422
-    assert client.get("/users/me", headers=bearer(pair["access_token"])).status_code == 200
-
-
-# ---------------------------------------------------------------- sessions
-
-
-def test_sessions_lists_active_sessions_with_current(client, auth):
-    user, first = auth.user()
-    second = auth.login(user["username"], headers={"User-Agent": "phone/1.0"})
-    client.post("/auth/logout", headers=bearer(first["access_token"]))
-    response = client.get("/auth/sessions", headers=bearer(second["access_token"]))
-    assert response.status_code == 200
-    items = response.get_json()["items"]
-    assert len(items) == 1
-    session = items[0]
-    assert set(session) == {"id", "created_at", "last_used_at", "expires_at", "user_agent", "ip", "current"}
-    assert session["current"] is True and session["user_agent"] == "phone/1.0"
-
-
-def test_delete_session_revokes_its_tokens(client, auth):
-    user, first = auth.user()
-    second = auth.login(user["username"])
-    items = client.get("/auth/sessions", headers=bearer(second["access_token"])).get_json()["items"]
-    other = next(item["id"] for item in items if not item["current"])
-    response = client.delete(f"/auth/sessions/{other}", headers=bearer(second["access_token"]))
-    assert response.status_code == 204
-    assert response.get_data() == b""
-    assert client.get("/users/me", headers=bearer(first["access_token"])).status_code == 401
-    assert client.get("/users/me", headers=bearer(second["access_token"])).status_code == 200
-
-
-def test_delete_another_users_session_is_not_found(client, auth):
-    _, mine = auth.user()
-    _, theirs = auth.user()
-    their_id = client.get("/auth/sessions", headers=bearer(theirs["access_token"])).get_json()["items"][0]["id"]
-    response = client.delete(f"/auth/sessions/{their_id}", headers=bearer(mine["access_token"]))
-    assert response.status_code == 404
-    assert error_code(response) == "not_found"
-    assert client.get("/users/me", headers=bearer(theirs["access_token"])).status_code == 200
-
-
-def test_delete_unknown_session_is_not_found(client, auth):
-    _, pair = auth.user()
-    response = client.delete("/auth/sessions/does-not-exist", headers=bearer(pair["access_token"]))
-    assert response.status_code == 404
 
 
 # ---------------------------------------------------------------- password change

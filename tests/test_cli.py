@@ -12,12 +12,6 @@ from authapi.models import User
 from .conftest import PASSWORD, ROOT, Server, base_env, bearer
 
 
-@pytest.fixture
-def runner(app):
-    # Click >= 8.2 keeps stdout and stderr apart in the result.
-    return app.test_cli_runner()
-
-
 def invoke(runner, *args, input=None):
     return runner.invoke(args=list(args), input=input)
 

@@ -3,18 +3,14 @@ an HttpOnly cookie with the double-submit CSRF check, through a real gunicorn
 with a real cookie jar, and from a real browser page on an allowed origin."""
 
 import json
-import re
-import shutil
-import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
 from authapi import create_app
 
-from .conftest import IN_CI, PASSWORD, base_env, free_port
+from .browser import PageServer, run_in_chromium
+from .conftest import PASSWORD, base_env, free_port
 
 PAGE_PORT = free_port()
 PAGE_ORIGIN = f"http://127.0.0.1:{PAGE_PORT}"
@@ -236,56 +232,10 @@ run();
 """
 
 
-class PageServer:
-    """Serves one HTML page on 127.0.0.1:PAGE_PORT, the allowed origin."""
-
-    def __init__(self, html: str):
-        body = html.encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", PAGE_PORT), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def run_in_chromium(url: str) -> dict:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        message = "chromium is not installed (apt-get install chromium)"
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    dom = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--virtual-time-budget=15000", "--dump-dom", url],
-        capture_output=True, text=True, timeout=60,
-    ).stdout
-    match = re.search(r'<pre id="result">(.*?)</pre>', dom, re.S)
-    assert match, dom[-2000:]
-    return json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
-
-
 @pytest.mark.parametrize("page_host", ["127.0.0.1", "localhost"])
 def test_browser_page_refreshes_by_cookie_only_from_an_allowed_origin(api, page_host):
     html = PAGE % {"api": json.dumps(api), "password": json.dumps(PASSWORD)}
-    with PageServer(html):
+    with PageServer(html, PAGE_PORT):
         result = run_in_chromium(f"http://{page_host}:{PAGE_PORT}/")
 
     if page_host == "localhost":

@@ -6,7 +6,6 @@ without a restart."""
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -15,7 +14,6 @@ from pathlib import Path
 
 import jwt
 import pytest
-import redis
 import requests
 import sqlalchemy as sa
 from sqlalchemy import select
@@ -24,42 +22,10 @@ from authapi import create_app
 from authapi.extensions import db
 from authapi.models import AuthSession, User
 
-from .conftest import PASSWORD, PG_ADMIN_URL, Server, base_env, bearer, free_port, require_service
+from .conftest import PASSWORD, PG_ADMIN_URL, LiveAuth, Server, base_env, bearer, require_service
+from .servers import PrivatePostgres, PrivateRedis, postgres_bin
 
 APP_NAME = "authapi-fault-tests"  # application_name of the server's connections
-
-
-class PrivateRedis:
-    """A redis-server of this module's own, on its own port, to kill."""
-
-    def __init__(self):
-        if not shutil.which("redis-server"):
-            pytest.skip("redis-server is not installed")
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = None
-
-    def start(self):
-        self.process = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
-             "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis(port=self.port, socket_connect_timeout=0.5).ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def kill(self):
-        self.process.kill()
-        self.process.wait()
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
 
 @pytest.fixture(scope="module")
@@ -91,17 +57,6 @@ def url(server, private_redis):
     if not private_redis.running():  # a failed test left it down
         private_redis.start()
     return server.url
-
-
-def register_and_login(url: str, prefix: str = "f") -> tuple[dict, dict]:
-    name = prefix + uuid.uuid4().hex[:12]
-    response = requests.post(url + "/auth/register", json={
-        "email": f"{name}@example.com", "username": name, "password": PASSWORD}, timeout=30)
-    assert response.status_code == 201, response.text
-    user = response.json()
-    response = requests.post(url + "/auth/login", json={"username": name, "password": PASSWORD}, timeout=30)
-    assert response.status_code == 200, response.text
-    return user, response.json()
 
 
 def me(url, pair):
@@ -146,7 +101,7 @@ def token_requests(pair: dict, session_id: str):
 
 
 def test_redis_down_fails_closed_and_recovers_without_restart(server, url, private_redis):
-    _, pair = register_and_login(url)
+    _, pair = LiveAuth(url).user("f")
     session_id = jwt.decode(pair["access_token"], options={"verify_signature": False})["sid"]
     assert me(url, pair).status_code == 200
 
@@ -181,7 +136,7 @@ def test_redis_down_fails_closed_and_recovers_without_restart(server, url, priva
 
 
 def test_killed_database_connections_are_replaced_without_restart(url):
-    _, pair = register_and_login(url)
+    _, pair = LiveAuth(url).user("f")
     for _ in range(8):  # a pooled connection in each worker
         assert me(url, pair).status_code == 200
 
@@ -193,6 +148,8 @@ def test_killed_database_connections_are_replaced_without_restart(url):
     assert statuses[-10:] == [200] * 10, statuses
 
 
+# Long on purpose: the writers, the killer and the final consistency check
+# share one timeline; split up, the check would no longer see the kills.
 def test_connections_killed_under_writes_leave_no_half_written_account(url, postgres_url, redis_url):
     outcomes = []  # (username, register status, login status, token pair or None)
     stop = threading.Event()
@@ -228,7 +185,7 @@ def test_connections_killed_under_writes_leave_no_half_written_account(url, post
     statuses = {s for _, registered, logged_in, _ in outcomes for s in (registered, logged_in)}
     assert statuses <= {201, 200, 401, 503}, outcomes  # 401: login after a failed registration
     assert any(registered == 201 for _, registered, _, _ in outcomes)
-    _, pair = register_and_login(url)
+    _, pair = LiveAuth(url).user("f")
     assert me(url, pair).status_code == 200
 
     app = create_app("testing", environ=base_env(postgres_url, redis_url))
@@ -290,47 +247,10 @@ def test_oversized_requests_are_refused_without_taking_a_worker_down(server, url
 # ---------------------------------------------------------------- database restarted
 
 
-class PrivatePostgres:
-    """A PostgreSQL cluster of this module's own (initdb on a free port), so the
-    test can stop and start it without touching the shared one."""
-
-    def __init__(self, base: Path):
-        self.bin = _postgres_bin()
-        self.base = base
-        self.data = base / "data"
-        self.port = free_port()
-        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-        # PostgreSQL refuses to run as root.
-        self.prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-
-    def _run(self, *args):
-        subprocess.run(self.prefix + list(args), check=True, capture_output=True, timeout=60)
-
-    def init(self):
-        if self.prefix:
-            shutil.chown(self.base, "postgres")
-        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
-        return self
-
-    def pg_ctl(self, *args):
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-l", str(self.base / "log"),
-                  "-o", f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off", *args)
-
-
-def _postgres_bin() -> Path | None:
-    found = shutil.which("initdb")
-    candidates = [Path(found).resolve().parent] if found else []
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
-    for directory in candidates:
-        if (directory / "initdb").exists() and (directory / "pg_ctl").exists():
-            return directory
-    return None
-
-
 @pytest.fixture(scope="module")
 def private_postgres():
     problem = None
-    if _postgres_bin() is None:
+    if postgres_bin() is None:
         problem = "initdb and pg_ctl not found"
     elif os.geteuid() == 0 and not shutil.which("runuser"):
         problem = "running as root without runuser"
@@ -359,7 +279,7 @@ def test_database_restart_is_survived_without_restarting_the_app(restartable, pr
     if not private_redis.running():
         private_redis.start()
     url = restartable.url
-    _, pair = register_and_login(url)
+    _, pair = LiveAuth(url).user("f")
     for _ in range(8):
         assert me(url, pair).status_code == 200
 
@@ -377,5 +297,5 @@ def test_database_restart_is_survived_without_restarting_the_app(restartable, pr
     assert set(statuses) <= {200, 503}, statuses
     assert statuses.count(503) <= 2, statuses
     assert statuses[-10:] == [200] * 10, statuses
-    _, fresh = register_and_login(url)
+    _, fresh = LiveAuth(url).user("f")
     assert me(url, fresh).status_code == 200

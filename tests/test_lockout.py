@@ -11,7 +11,7 @@ from authapi.extensions import db
 from authapi.services import recovery
 from authapi.services.accounts import find_by_login
 
-from .conftest import PASSWORD, bearer
+from .conftest import PASSWORD, bearer, post_login
 
 LOCKOUT = {"LOCKOUT_THRESHOLD": "3", "LOCKOUT_SECONDS": "2"}
 WRONG = "not the password at all"
@@ -27,13 +27,9 @@ def app(make_app):
     return make_app(**LOCKOUT)
 
 
-def login(client, username, password):
-    return client.post("/auth/login", json={"username": username, "password": password})
-
-
 def fail(client, username, times):
     for _ in range(times):
-        assert login(client, username, WRONG).status_code == 401
+        assert post_login(client, username, WRONG).status_code == 401
 
 
 def assert_locked(response, lockout_seconds=2):
@@ -46,24 +42,24 @@ def test_threshold_failures_lock_even_the_right_password(client, auth):
     auth.register(username="ada")
     fail(client, "ada", 3)
 
-    assert_locked(login(client, "ada", PASSWORD))
+    assert_locked(post_login(client, "ada", PASSWORD))
 
 
 def test_failures_below_the_threshold_do_not_lock(client, auth):
     auth.register(username="ada")
     fail(client, "ada", 2)
 
-    assert login(client, "ada", PASSWORD).status_code == 200
+    assert post_login(client, "ada", PASSWORD).status_code == 200
 
 
 def test_lock_ends_after_lockout_seconds(client, auth):
     auth.register(username="ada")
     fail(client, "ada", 3)
-    assert_locked(login(client, "ada", PASSWORD))
+    assert_locked(post_login(client, "ada", PASSWORD))
 
     time.sleep(2.1)
 
-    assert login(client, "ada", PASSWORD).status_code == 200
+    assert post_login(client, "ada", PASSWORD).status_code == 200
 
 
 def test_unknown_username_locks_the_same_way(client, auth):
@@ -71,7 +67,7 @@ def test_unknown_username_locks_the_same_way(client, auth):
     fail(client, "ada", 3)
     fail(client, "ghost", 3)
 
-    known, unknown = login(client, "ada", PASSWORD), login(client, "ghost", PASSWORD)
+    known, unknown = post_login(client, "ada", PASSWORD), post_login(client, "ghost", PASSWORD)
 
     assert_locked(known)
     assert_locked(unknown)
@@ -84,8 +80,8 @@ def test_unknown_username_locks_the_same_way(client, auth):
 def test_failed_answers_do_not_tell_known_from_unknown_before_the_lock(client, auth):
     auth.register(username="ada")
 
-    known = [login(client, "ada", WRONG) for _ in range(3)]
-    unknown = [login(client, "ghost", WRONG) for _ in range(3)]
+    known = [post_login(client, "ada", WRONG) for _ in range(3)]
+    unknown = [post_login(client, "ghost", WRONG) for _ in range(3)]
 
     assert [r.status_code for r in known] == [r.status_code for r in unknown] == [401] * 3
     assert [r.get_json() for r in known] == [r.get_json() for r in unknown]
@@ -96,25 +92,25 @@ def test_username_is_counted_case_insensitively(client, auth):
     fail(client, "ADA", 2)
     fail(client, "Ada", 1)
 
-    assert_locked(login(client, "ada", PASSWORD))
+    assert_locked(post_login(client, "ada", PASSWORD))
 
 
 def test_successful_login_clears_the_count(client, auth):
     auth.register(username="ada")
     fail(client, "ada", 2)
-    assert login(client, "ada", PASSWORD).status_code == 200
+    assert post_login(client, "ada", PASSWORD).status_code == 200
     fail(client, "ada", 2)
 
-    assert login(client, "ada", PASSWORD).status_code == 200
+    assert post_login(client, "ada", PASSWORD).status_code == 200
 
 
 def test_success_by_email_clears_the_count_of_the_username(client, auth):
     auth.register(username="ada", email="ada@example.com")
     fail(client, "ada", 2)
-    assert login(client, "ada@example.com", PASSWORD).status_code == 200
+    assert post_login(client, "ada@example.com", PASSWORD).status_code == 200
     fail(client, "ada", 1)
 
-    assert login(client, "ada", PASSWORD).status_code == 200
+    assert post_login(client, "ada", PASSWORD).status_code == 200
 
 
 def test_username_and_email_are_counted_apart(client, auth):
@@ -123,8 +119,8 @@ def test_username_and_email_are_counted_apart(client, auth):
     auth.register(username="ada", email="ada@example.com")
     fail(client, "ada", 3)
 
-    assert_locked(login(client, "ada", PASSWORD))
-    assert login(client, "ada@example.com", PASSWORD).status_code == 200
+    assert_locked(post_login(client, "ada", PASSWORD))
+    assert post_login(client, "ada@example.com", PASSWORD).status_code == 200
 
 
 def test_deactivated_account_fails_and_locks_like_any_other(app, client, auth):
@@ -134,7 +130,7 @@ def test_deactivated_account_fails_and_locks_like_any_other(app, client, auth):
         user.is_active = False
         db.session.commit()
 
-    responses = [login(client, "ada", PASSWORD) for _ in range(4)]
+    responses = [post_login(client, "ada", PASSWORD) for _ in range(4)]
 
     assert [r.status_code for r in responses] == [401, 401, 401, 429]
 
@@ -142,14 +138,14 @@ def test_deactivated_account_fails_and_locks_like_any_other(app, client, auth):
 def test_password_reset_clears_the_lock(app, client, auth):
     auth.register(username="ada")
     fail(client, "ada", 3)
-    assert_locked(login(client, "ada", PASSWORD))
+    assert_locked(post_login(client, "ada", PASSWORD))
     with app.app_context():
         token = recovery.issue_token(find_by_login("ada"), recovery.PASSWORD_RESET)
 
     reset = client.post("/auth/password/reset", json={"token": token, "new_password": "a brand new passphrase"})
 
     assert reset.status_code == 200
-    assert login(client, "ada", "a brand new passphrase").status_code == 200
+    assert post_login(client, "ada", "a brand new passphrase").status_code == 200
 
 
 def test_lock_is_shared_between_app_instances(app, client, auth, serve):
@@ -166,15 +162,15 @@ def test_lock_is_shared_between_app_instances(app, client, auth, serve):
 
     assert remote.status_code == 429
     assert remote.json()["error"]["code"] == "rate_limited"
-    assert_locked(login(client, "ada", PASSWORD))
+    assert_locked(post_login(client, "ada", PASSWORD))
 
 
 def test_lockout_is_logged_as_a_security_event(client, auth, caplog):
     auth.register(username="ada")
     with caplog.at_level("INFO"):
         fail(client, "ada", 3)
-        login(client, "ada", PASSWORD)  # one past the threshold: locks
-        login(client, "ada", PASSWORD)  # while locked
+        post_login(client, "ada", PASSWORD)  # one past the threshold: locks
+        post_login(client, "ada", PASSWORD)  # while locked
 
     events = [getattr(r, "event", None) for r in caplog.records]
     assert events.count("login_failed") == 3
@@ -201,7 +197,7 @@ def test_concurrent_failures_never_pass_the_threshold(make_app, auth):
     client = make_app(LOCKOUT_THRESHOLD="5", LOCKOUT_SECONDS="30").test_client()
     auth.register(username="ada")
     with ThreadPoolExecutor(8) as pool:
-        statuses = list(pool.map(lambda _: login(client, "ada", WRONG).status_code, range(24)))
+        statuses = list(pool.map(lambda _: post_login(client, "ada", WRONG).status_code, range(24)))
     # At most the threshold's worth of passwords were checked (concurrent
     # attempts past it may lock a few still in flight); the rest were locked out.
     assert 1 <= statuses.count(401) <= 5
@@ -214,7 +210,7 @@ def test_a_login_named_like_a_password_check_key_does_not_lock_that_check(client
     user, pair = auth.user(username="ada")
     fail(client, f"password-check:{user['id']}", 3)
     for _ in range(8):
-        assert_locked(login(client, f"password-check:{user['id']}", WRONG))
+        assert_locked(post_login(client, f"password-check:{user['id']}", WRONG))
     change = {"current_password": PASSWORD, "new_password": "a brand new passphrase"}
     response = client.post("/auth/password/change", json=change, headers=bearer(pair["access_token"]))
     assert response.status_code == 200, response.get_json()

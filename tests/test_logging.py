@@ -16,7 +16,7 @@ from authapi.logs import HANDLER_NAME
 from authapi.models import User
 from config import ConfigError, load_config
 
-from .conftest import base_env
+from .conftest import base_env, bearer, mail_settings
 
 PASSWORDS = {
     "first": "first secret passphrase",
@@ -39,26 +39,16 @@ def database_url(postgres_url):
     return postgres_url
 
 
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
-
-
 def link_token(message) -> tuple[str, str]:
     link = re.search(r"https?://\S+", message.get_content()).group(0)
     return link, link.rsplit("token=", 1)[1]
 
 
+# Long on purpose: one account's whole life on one server, collecting every
+# secret it handled, then one read of the log against all of them.
 def test_a_full_flow_logs_json_events_and_no_secret(make_app, serve, smtp_server):
     app = make_app()
-    server = serve(
-        LOG_FORMAT="json",
-        MAIL_BACKEND="smtp",
-        SMTP_HOST="127.0.0.1",
-        SMTP_PORT=smtp_server.port,
-        LOCKOUT_THRESHOLD="2",
-        PASSWORD_RESET_URL="https://app.example.com/reset?token={token}",
-        EMAIL_VERIFY_URL="https://app.example.com/verify?token={token}",
-    )
+    server = serve(LOG_FORMAT="json", LOCKOUT_THRESHOLD="2", **mail_settings(smtp_server.port))
     api = server.url
     secrets = list(PASSWORDS.values())
 

@@ -15,32 +15,23 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import redis
 import requests
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from authapi import create_app
-
-from .conftest import PASSWORD, ROOT, Server, base_env, bearer, reset_database
+from .conftest import PASSWORD, ROOT, base_env, bearer, fresh_server
 
 WORKERS = 3
 
 
 @pytest.fixture(scope="module")
 def server(postgres_url, redis_url, tmp_path_factory):
-    redis.Redis.from_url(redis_url).flushdb()
     metrics_dir = tmp_path_factory.mktemp("metrics")
     env = base_env(postgres_url, redis_url, PROMETHEUS_MULTIPROC_DIR=metrics_dir, LOG_FORMAT="json")
-    log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
-    server = Server(env, log_path, workers=WORKERS).migrate()
-    reset_database(create_app("testing", environ=env))
-    server.metrics_dir = metrics_dir
-    server.start()
-    yield server
-    server.stop()
-    redis.Redis.from_url(redis_url).flushdb()
+    with fresh_server(env, tmp_path_factory, workers=WORKERS) as server:
+        server.metrics_dir = metrics_dir
+        yield server
 
 
 def scrape(server) -> dict:

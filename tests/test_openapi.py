@@ -11,7 +11,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -23,7 +22,7 @@ from authapi.extensions import db
 from authapi.models import User
 from authapi.passwords import hash_password
 
-from .conftest import PASSWORD, ROOT, Server, base_env, reset_database
+from .conftest import PASSWORD, ROOT, base_env, fresh_server
 
 NON_API_ENDPOINTS = {"static", "api-docs.openapi_json", "api-docs.openapi_swagger_ui", "docs_assets.asset"}
 
@@ -236,16 +235,9 @@ schema = schemathesis.openapi.from_dict(DOCUMENT, config=SchemathesisConfig.from
 
 @pytest.fixture(scope="module")
 def live(postgres_url, redis_url, tmp_path_factory):
-    redis.Redis.from_url(redis_url).flushdb()
-    env = base_env(postgres_url, redis_url)
-    server = Server(env, tmp_path_factory.mktemp("gunicorn") / "gunicorn.log", workers=2).migrate()
-    server.app = create_app("testing", environ=env)
-    reset_database(server.app)
-    server.start()
-    assert requests.get(server.url + "/openapi.json", timeout=10).json() == DOCUMENT
-    yield server
-    server.stop()
-    redis.Redis.from_url(redis_url).flushdb()
+    with fresh_server(base_env(postgres_url, redis_url), tmp_path_factory, workers=2) as server:
+        assert requests.get(server.url + "/openapi.json", timeout=10).json() == DOCUMENT
+        yield server
 
 
 def fresh_admin_pair(server) -> dict:

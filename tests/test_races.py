@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from .conftest import PASSWORD, bearer
+from .conftest import PASSWORD, LiveAuth, bearer
 
 PARALLEL = 20
 TIMEOUT = 60
@@ -74,30 +74,8 @@ def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
-def register(server, username, email):
-    response = requests.post(
-        server.url + "/auth/register",
-        json={"email": email, "username": username, "password": PASSWORD},
-        timeout=TIMEOUT,
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def login(server, username):
-    response = requests.post(
-        server.url + "/auth/login",
-        json={"username": username, "password": PASSWORD},
-        timeout=TIMEOUT,
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 def registered_pair(server):
-    username = unique("racer")
-    register(server, username, f"{username}@example.com")
-    return login(server, username)
+    return LiveAuth(server.url, TIMEOUT).user("racer")[1]
 
 
 def race_registrations(server, emails, usernames):

@@ -1,20 +1,25 @@
-"""The revocation rule (authapi.revocation): its keys, its checks, and that
-every account change that revokes goes through it."""
+"""The revocation rule (authapi.revocation, API.md §7): its keys, its checks,
+that every account change that revokes goes through it, that a token it cannot
+check fails closed, and that an admin's change is seen by every gunicorn worker.
+Ending sessions through the API is in test_sessions.py."""
 
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
-from sqlalchemy import select
+import requests
+from sqlalchemy import create_engine, select, text
 
 from authapi import revocation
 from authapi.extensions import db
 from authapi.models import AuthSession, User
 
-from .conftest import PASSWORD, bearer
+from .conftest import PASSWORD, LiveAuth, assert_refused, bearer, claims_of, me, refresh, sign
 
 NEW_PASSWORD = "a brand new passphrase"
+NOT_REDIS = "redis://127.0.0.1:1/0"  # a closed port
 
 
 def test_key_formats_are_the_ones_the_bench_and_deployed_marks_use():
@@ -154,3 +159,77 @@ def test_importing_the_package_registers_no_jwt_callback():
         "assert jwt._user_lookup_callback is None, 'registered at import'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------- account deleted, Redis down, re-signed tokens
+
+
+def test_tokens_after_account_delete_are_token_revoked(client, auth):
+    user, first = auth.user()
+    second = auth.login(user["username"])
+    response = client.delete(
+        "/users/me", json={"password": PASSWORD}, headers=bearer(first["access_token"])
+    )
+    assert response.status_code == 204
+    for pair in (first, second):
+        assert_refused(me(client, pair["access_token"]), 401, "token_revoked")
+        assert_refused(refresh(client, pair["refresh_token"]), 401, "token_revoked")
+
+
+def test_token_check_with_redis_down_is_service_unavailable(make_app, pair):
+    down = make_app(REDIS_URL=NOT_REDIS).test_client()
+    assert_refused(me(down, pair["access_token"]), 503, "service_unavailable")
+
+
+def test_logout_with_redis_down_is_service_unavailable_and_ends_nothing(
+    make_app, client, pair
+):
+    down = make_app(REDIS_URL=NOT_REDIS).test_client()
+    response = down.post("/auth/logout", headers=bearer(pair["access_token"]))
+    assert_refused(response, 503, "service_unavailable")
+    assert me(client, pair["access_token"]).status_code == 200
+
+
+def test_unique_jti_in_crafted_tokens_does_not_bypass_revocation(client, pair):
+    # Revocation follows the session, not the jti: a re-signed copy of a logged
+    # out session's token with a fresh jti stays refused.
+    assert client.post("/auth/logout", headers=bearer(pair["access_token"])).status_code == 200
+    token = sign({**claims_of(pair["access_token"]), "jti": str(uuid.uuid4())})
+    assert_refused(me(client, token), 401, "token_revoked")
+
+
+# ---------------------------------------------------------------- across gunicorn workers
+
+
+def promote_in_database(server, username):
+    # Nobody can become admin over HTTP: promote in the database, as the CLI would.
+    engine = create_engine(server.env["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE users SET role = 'admin' WHERE username = :u"), {"u": username})
+    engine.dispose()
+
+
+@pytest.mark.parametrize("change", ["role", "deactivate", "delete"])
+def test_admin_revocation_is_seen_by_every_worker(gunicorn_server, change):
+    url = gunicorn_server.url
+    live = LiveAuth(url, timeout=10)
+    root, victim = f"root{change}", f"victim{change}"
+    live.register(root)
+    promote_in_database(gunicorn_server, root)
+    admin_headers = bearer(live.login(root)["access_token"])
+    created = live.register(victim)
+    headers = bearer(live.login(victim)["access_token"])
+    assert requests.get(url + "/users/me", headers=headers, timeout=10).status_code == 200
+
+    target = f"{url}/users/{created['id']}"
+    if change == "role":
+        assert requests.patch(target, json={"role": "admin"}, headers=admin_headers, timeout=10).status_code == 200
+    elif change == "deactivate":
+        assert requests.patch(target, json={"is_active": False}, headers=admin_headers, timeout=10).status_code == 200
+    else:
+        assert requests.delete(target, headers=admin_headers, timeout=10).status_code == 204
+    # New connection each time: the four workers all answer some of these.
+    for _ in range(12):
+        response = requests.get(url + "/users/me", headers={**headers, "Connection": "close"}, timeout=10)
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "token_revoked"

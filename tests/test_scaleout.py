@@ -2,8 +2,6 @@
 hosts behind a load balancer: what is done through one is in force on the other
 at once (API.md §7)."""
 
-import uuid
-
 import pytest
 import redis
 import requests
@@ -13,7 +11,7 @@ from authapi import create_app
 from authapi.extensions import db
 from authapi.models import User
 
-from .conftest import PASSWORD, base_env, bearer
+from .conftest import LiveAuth, base_env, bearer, error_code
 
 
 @pytest.fixture(scope="module")
@@ -31,31 +29,13 @@ def hosts(serve, redis_url):
     return serve(workers=2, **settings).url, serve(workers=2, **settings).url
 
 
-def register_and_login(url: str) -> tuple[dict, dict]:
-    name = "s" + uuid.uuid4().hex[:12]
-    response = requests.post(url + "/auth/register", json={
-        "email": f"{name}@example.com", "username": name, "password": PASSWORD}, timeout=30)
-    assert response.status_code == 201, response.text
-    return response.json(), login(url, name)
-
-
-def login(url: str, username: str) -> dict:
-    response = requests.post(url + "/auth/login", json={"username": username, "password": PASSWORD}, timeout=30)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 def me(url: str, pair: dict) -> requests.Response:
     return requests.get(url + "/users/me", headers=bearer(pair["access_token"]), timeout=30)
 
 
-def error_code(response: requests.Response) -> str:
-    return response.json()["error"]["code"]
-
-
 def test_logout_through_one_host_is_in_force_on_the_other(hosts):
     a, b = hosts
-    _, pair = register_and_login(a)
+    _, pair = LiveAuth(a).user("s")
     assert me(b, pair).status_code == 200
 
     assert requests.post(a + "/auth/logout", headers=bearer(pair["access_token"]), timeout=30).status_code == 200
@@ -68,8 +48,8 @@ def test_logout_through_one_host_is_in_force_on_the_other(hosts):
 
 def test_session_revoked_through_one_host_is_refused_by_the_other(hosts):
     a, b = hosts
-    user, first = register_and_login(a)
-    second = login(b, user["username"])
+    user, first = LiveAuth(a).user("s")
+    second = LiveAuth(b).login(user["username"])
     sessions = requests.get(b + "/auth/sessions", headers=bearer(second["access_token"]), timeout=30).json()
     other = next(s["id"] for s in sessions["items"] if not s["current"])
 
@@ -83,14 +63,14 @@ def test_session_revoked_through_one_host_is_refused_by_the_other(hosts):
 
 def test_role_change_through_one_host_is_in_force_on_the_other(hosts, postgres_url, redis_url):
     a, b = hosts
-    admin, _ = register_and_login(a)
+    admin, _ = LiveAuth(a).user("s")
     app = create_app("testing", environ=base_env(postgres_url, redis_url))
     with app.app_context():
         # Nobody can become an admin over HTTP: the first one is made directly.
         db.session.scalar(select(User).where(User.id == admin["id"])).role = "admin"
         db.session.commit()
-    admin_pair = login(a, admin["username"])
-    user, user_pair = register_and_login(b)
+    admin_pair = LiveAuth(a).login(admin["username"])
+    user, user_pair = LiveAuth(b).user("s")
     assert requests.get(b + "/users", headers=bearer(user_pair["access_token"]), timeout=30).status_code == 403
 
     changed = requests.patch(f"{a}/users/{user['id']}", json={"role": "admin"},
@@ -99,7 +79,7 @@ def test_role_change_through_one_host_is_in_force_on_the_other(hosts, postgres_u
 
     refused = me(b, user_pair)
     assert refused.status_code == 401 and error_code(refused) == "token_revoked"
-    promoted = login(b, user["username"])
+    promoted = LiveAuth(b).login(user["username"])
     assert requests.get(b + "/users", headers=bearer(promoted["access_token"]), timeout=30).status_code == 200
 
 

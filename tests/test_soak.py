@@ -68,6 +68,7 @@ class Client:
             self.call("me after logout", "GET", "/users/me", 401, headers=bearer(pair["access_token"]))
 
 
+# Long on purpose: one load run and the checks of what it left behind.
 def test_mixed_load_leaves_no_5xx_and_consistent_accounts_and_sessions(serve, postgres_url, redis_url):
     url = serve(workers=2).url
     clients = [Client(url, i) for i in range(CLIENTS)]

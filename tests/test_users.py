@@ -2,11 +2,7 @@
 
 import pytest
 
-from .conftest import PASSWORD, bearer
-
-
-def error_code(response):
-    return response.get_json()["error"]["code"]
+from .conftest import PASSWORD, bearer, error_code
 
 
 def test_me_returns_the_caller(client, auth):
