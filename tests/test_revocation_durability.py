@@ -6,8 +6,6 @@ on purpose); then through a real gunicorn and a redis-server of this module's
 own, flushed and killed while revoked tokens are polled: never a 200.
 """
 
-import shutil
-import subprocess
 import threading
 import time
 import uuid
@@ -21,7 +19,10 @@ from authapi import revocation
 from authapi.extensions import Session, db
 from authapi.models import AuthSession, User
 
-from .conftest import PASSWORD, AuthActions, bearer, free_port
+from .conftest import PASSWORD, AuthActions, bearer
+# A redis-server of this module's own (the fixture is module-scoped, so this
+# module gets its own), to flush and kill.
+from .test_faults import private_redis  # noqa: F401 (a fixture)
 
 NEW_PASSWORD = "a brand new passphrase"
 
@@ -219,51 +220,6 @@ def ended_session_id(app, user_id):
 # ---------------------------------------------------------------- through a real gunicorn
 
 
-class PrivateRedis:
-    """A redis-server of this module's own, without persistence, to flush and kill."""
-
-    def __init__(self):
-        if not shutil.which("redis-server"):
-            pytest.skip("redis-server is not installed")
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = None
-
-    def start(self):
-        self.process = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
-             "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis(port=self.port, socket_connect_timeout=0.5).ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def kill(self):
-        self.process.kill()
-        self.process.wait()
-
-    def flush(self):
-        redis.Redis(port=self.port).flushdb()
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-
-@pytest.fixture(scope="module")
-def private_redis():
-    server = PrivateRedis()
-    server.start()
-    yield server
-    if server.running():
-        server.kill()
-
-
 @pytest.fixture
 def fresh_redis(private_redis):
     if not private_redis.running():  # a failed test left it down
@@ -343,9 +299,9 @@ def test_revoked_tokens_never_work_while_redis_is_flushed_and_restarted(durable_
     poller.start()
     try:
         time.sleep(0.5)
-        fresh_redis.flush()
+        redis.Redis(port=fresh_redis.port).flushdb()
         time.sleep(1.0)
-        fresh_redis.flush()
+        redis.Redis(port=fresh_redis.port).flushdb()
         time.sleep(0.5)
         fresh_redis.kill()
         time.sleep(1.0)
