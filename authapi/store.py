@@ -1,7 +1,9 @@
 """The shared key-value store: revocation marks and lockout counters.
 
 Redis in every real deployment; an in-process stand-in for development without
-``REDIS_URL``. The in-process store is only correct while one process serves,
+``REDIS_URL``. Besides plain gets, sets and counters, ``write_marks`` is the one
+atomic step revocation needs (marks, a cut-off that only rises, a user key
+created only by a rebuild whose guard survived): authapi.revocation says why. The in-process store is only correct while one process serves,
 which is how ``make run`` starts gunicorn without Redis.
 """
 
