@@ -196,6 +196,8 @@ def change_password(
     RateLimited while the current-password checks are locked out."""
     verified_hash = _require_password(user, current_password, "current_password")
     ensure_password_allowed(new_password, username=user.username, email=user.email, field="new_password")
+    # Held through the new password's hashing: a login of this user racing
+    # with it waits that long, then fails on the new hash, as it must.
     _hold_password(user, verified_hash, "current_password")
     recovery.replace_password(user, new_password)
     login_session = sessions.start_session(user, user_agent, ip)
