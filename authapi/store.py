@@ -1,7 +1,9 @@
 """The shared key-value store: revocation marks and lockout counters.
 
 Redis in every real deployment; an in-process stand-in for development without
-``REDIS_URL``. The in-process store is only correct while one process serves,
+``REDIS_URL``. Besides plain gets, sets and counters, ``write_marks`` is the one
+atomic step revocation needs (marks, a cut-off that only rises, a user key
+created only by a rebuild whose guard survived): authapi.revocation says why. The in-process store is only correct while one process serves,
 which is how ``make run`` starts gunicorn without Redis.
 """
 
@@ -12,6 +14,32 @@ import redis
 from flask import current_app
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+# write_marks in one atomic step. KEYS: the user key, the guard key (the user
+# key again when unguarded), then the marks; ARGV: cut-off, its ttl, create
+# ("1"/"0"), guarded ("1"/"0"), then each mark's ttl. Every key shares the
+# user's hash tag, so it runs on a Redis Cluster too.
+WRITE_MARKS = """
+if ARGV[4] == '1' then
+  if redis.call('DEL', KEYS[2]) == 0 then return false end
+end
+for i = 3, #KEYS do
+  redis.call('SET', KEYS[i], '1', 'EX', ARGV[i + 2])
+end
+local current = redis.call('GET', KEYS[1])
+if current then
+  local value = math.max(tonumber(current), tonumber(ARGV[1]))
+  local ttl = math.max(redis.call('TTL', KEYS[1]), tonumber(ARGV[2]))
+  current = string.format('%d', value)
+  redis.call('SET', KEYS[1], current, 'EX', ttl)
+  return current
+end
+if ARGV[3] == '1' then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return ARGV[1]
+end
+return ''
+"""
 
 
 class RedisStore:
@@ -29,6 +57,7 @@ class RedisStore:
             retry=Retry(NoBackoff(), 1),
             decode_responses=True,
         )
+        self._write_marks = self.client.register_script(WRITE_MARKS)
 
     def get_many(self, keys: list[str]) -> list[str | None]:
         return self.client.mget(keys)
@@ -37,15 +66,26 @@ class RedisStore:
         """Set (key, value, ttl seconds) entries in one round trip."""
         pipe = self.client.pipeline(transaction=False)
         for key, value, ttl in entries:
-            pipe.set(key, value, ex=max(int(ttl), 1))
+            pipe.set(key, value, ex=_seconds(ttl))
         pipe.execute()
+
+    def write_marks(self, user_key, marks, cutoff, cutoff_ttl, *, create=False, guard=None):
+        """Set the marks (key, ttl), then raise the user's cut-off to at least
+        ``cutoff`` and its life to at least ``cutoff_ttl``: one atomic round
+        trip. The user key is created only with ``create``. With ``guard`` (a
+        key), nothing is written unless that key still exists, and it is
+        deleted. Returns None when the guard was gone, "" when the user key
+        does not exist afterwards, else the cut-off it holds."""
+        keys = [user_key, guard or user_key, *(key for key, _ in marks)]
+        args = [int(cutoff), _seconds(cutoff_ttl), int(create), int(guard is not None)]
+        return self._write_marks(keys=keys, args=args + [_seconds(ttl) for _, ttl in marks])
 
     def incr(self, key: str, ttl: int) -> int:
         """Add one to a counter and (re)start its life of ``ttl`` seconds, in
         one atomic round trip. Returns the new count."""
         pipe = self.client.pipeline(transaction=True)
         pipe.incr(key)
-        pipe.expire(key, max(int(ttl), 1))
+        pipe.expire(key, _seconds(ttl))
         count, _ = pipe.execute()
         return int(count)
 
@@ -87,14 +127,33 @@ class MemoryStore:
             if len(self._data) > 10000:
                 self._data = {k: v for k, v in self._data.items() if v[1] > now}
             for key, value, ttl in entries:
-                self._data[key] = (value, now + max(int(ttl), 1))
+                self._data[key] = (value, now + _seconds(ttl))
+
+    def write_marks(self, user_key, marks, cutoff, cutoff_ttl, *, create=False, guard=None):
+        now = time.monotonic()
+        with self._lock:
+            if guard is not None:
+                if self._data.pop(guard, (None, 0.0))[1] <= now:
+                    return None
+            for key, ttl in marks:
+                self._data[key] = ("1", now + _seconds(ttl))
+            value, expires = self._data.get(user_key, (None, 0.0))
+            if expires > now:
+                value = str(max(int(value), int(cutoff)))
+                expires = max(expires, now + _seconds(cutoff_ttl))
+            elif create:
+                value, expires = str(int(cutoff)), now + _seconds(cutoff_ttl)
+            else:
+                return ""
+            self._data[user_key] = (value, expires)
+            return value
 
     def incr(self, key: str, ttl: int) -> int:
         now = time.monotonic()
         with self._lock:
             value, expires = self._data.get(key, ("0", 0.0))
             count = (int(value) if expires > now else 0) + 1
-            self._data[key] = (str(count), now + max(int(ttl), 1))
+            self._data[key] = (str(count), now + _seconds(ttl))
             return count
 
     def reserve(self, key: str, value: str, ttl: int) -> str | None:
@@ -113,6 +172,10 @@ class MemoryStore:
 
     def ping(self) -> bool:
         return True
+
+
+def _seconds(ttl) -> int:
+    return max(int(ttl), 1)
 
 
 class SharedStore:
@@ -144,6 +207,9 @@ class SharedStore:
 
     def set_many(self, entries):
         return self.backend.set_many(entries)
+
+    def write_marks(self, user_key, marks, cutoff, cutoff_ttl, **options):
+        return self.backend.write_marks(user_key, marks, cutoff, cutoff_ttl, **options)
 
     def incr(self, key, ttl):
         return self.backend.incr(key, ttl)

@@ -87,6 +87,7 @@ def init_app(app) -> None:
     another app replaces them with the same functions.
     """
     jwt.init_app(app)
+    revocation.init_app(app)
     jwt.decode_key_loader(decode_key)
     jwt.encode_key_loader(lambda identity: keys.signing_key())
     # The kid names the key in /.well-known/jwks.json that verifies the token.

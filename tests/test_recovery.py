@@ -219,7 +219,8 @@ def test_sessions_purge_removes_expired_sessions_and_dead_tokens(mail_app, clien
     smtp_server.wait_for("ada@example.com")
     with mail_app.app_context():
         first = db.session.scalars(select(AuthSession)).first()
-        first.expires_at = utcnow() - timedelta(seconds=1)
+        # Expired long enough ago that its last access token has too.
+        first.expires_at = utcnow() - timedelta(seconds=mail_app.config["ACCESS_TOKEN_TTL"] + 1)
         db.session.execute(update(OneTimeToken).values(used_at=utcnow()))
         db.session.commit()
     result = mail_app.test_cli_runner().invoke(args=["sessions", "purge"])

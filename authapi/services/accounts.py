@@ -11,6 +11,8 @@ from ..passwords import ensure_password_allowed, hash_password, needs_rehash, ve
 from ..tokens import issue_token_pair
 from . import recovery, sessions
 
+INCORRECT_PASSWORD = "Incorrect password."
+
 
 def find_by_login(login: str) -> User | None:
     """The user whose username or email is ``login``, case-insensitively."""
@@ -130,15 +132,36 @@ def login(username: str, password: str, user_agent: str | None, ip: str | None) 
     return issue_token_pair(user, login_session.id, login_session.refresh_jti)
 
 
-def _require_password(user: User, password: str | None, field: str) -> None:
+def _require_password(user: User, password: str | None, field: str) -> str:
     """Check a logged-in user's password. Counted like logins (lockout), so a
-    stolen token cannot be used to guess it. Raises ValidationFailed, RateLimited."""
+    stolen token cannot be used to guess it. Returns the hash it matched.
+    Raises ValidationFailed, RateLimited."""
     if not password:
         raise errors.ValidationFailed(details={field: ["Your current password is required."]})
     lockout.count_password_check(user.id)
-    if not verify_password(user.password_hash, password):
-        raise errors.ValidationFailed(details={field: ["Incorrect password."]})
+    verified_hash = user.password_hash
+    if not verify_password(verified_hash, password):
+        raise errors.ValidationFailed(details={field: [INCORRECT_PASSWORD]})
     lockout.clear_password_checks(user.id)
+    return verified_hash
+
+
+def _hold_password(user: User, verified_hash: str, field: str) -> None:
+    """Lock the user's row (SQLite: the database) until the commit, provided
+    its password is still the one just checked. A change or reset committed
+    since the check makes this match nothing: the password given is no longer
+    the account's, so the answer is the 422 the request would have had after
+    it (not 409: nothing the client could resolve and retry). Raises
+    ValidationFailed naming ``field``."""
+    held = db.session.execute(
+        update(User)
+        .where(User.id == user.id, User.password_hash == verified_hash)
+        .values(password_hash=verified_hash)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if held != 1:
+        db.session.rollback()
+        raise errors.ValidationFailed(details={field: [INCORRECT_PASSWORD]})
 
 
 def update_profile(user: User, current_password: str | None = None, **changes) -> User:
@@ -149,7 +172,8 @@ def update_profile(user: User, current_password: str | None = None, **changes) -
     email_changes = new_email is not None and new_email.lower() != user.email.lower()
     if email_changes:
         # Checked first, so the endpoint cannot probe which emails exist.
-        _require_password(user, current_password, "current_password")
+        verified_hash = _require_password(user, current_password, "current_password")
+        _hold_password(user, verified_hash, "current_password")
     ensure_unique(new_email, changes.get("username"), exclude_id=user.id)
     for field in ("full_name", "username", "email"):
         if field in changes:
@@ -170,8 +194,11 @@ def change_password(
     """Set a new password, end every session and start a new one.
     Raises ValidationFailed for a wrong current or a weak new password,
     RateLimited while the current-password checks are locked out."""
-    _require_password(user, current_password, "current_password")
+    verified_hash = _require_password(user, current_password, "current_password")
     ensure_password_allowed(new_password, username=user.username, email=user.email, field="new_password")
+    # Held through the new password's hashing: a login of this user racing
+    # with it waits that long, then fails on the new hash, as it must.
+    _hold_password(user, verified_hash, "current_password")
     recovery.replace_password(user, new_password)
     login_session = sessions.start_session(user, user_agent, ip)
     db.session.commit()

@@ -49,6 +49,10 @@ def _void_tokens(user: User, purpose: str) -> None:
 def issue_token(user: User, purpose: str) -> str:
     """A new token for ``user``; older unused ones of the purpose are void
     from now on. Committed."""
+    # Lock the user's row first (PostgreSQL; SQLite has one writer anyway): two
+    # concurrent requests would otherwise each void what was committed before
+    # they started, then each insert, leaving two unused tokens.
+    db.session.execute(select(User.id).where(User.id == user.id).with_for_update())
     void_tokens(user, purpose)
     token = secrets.token_urlsafe(32)
     db.session.add(
@@ -204,11 +208,20 @@ def reset_password(token: str, new_password: str) -> None:
         raise _bad_token()
     ensure_password_allowed(new_password, username=user.username, email=user.email, field="new_password")
     _spend(record)
+    # Its revocation marks are written before the commit: a store failure up
+    # to here changes nothing (503).
     replace_password(user, new_password)
     db.session.commit()
-    # The owner proved control of the mailbox: a lockout a guesser caused ends.
-    lockout.clear_logins(user.username, user.email)
     current_app.logger.info("password reset", extra={"event": "password_reset", "user_id": user.id})
+    try:
+        # The owner proved control of the mailbox: a lockout a guesser caused ends.
+        lockout.clear_logins(user.username, user.email)
+    except redis.exceptions.RedisError as error:
+        # The reset is done: a 503 now would tell the owner it failed.
+        current_app.logger.warning(
+            "lockout not cleared after a password reset: %s", type(error).__name__,
+            extra={"event": "password_reset", "user_id": user.id},
+        )
 
 
 def verify_email(token: str) -> User:
@@ -216,7 +229,8 @@ def verify_email(token: str) -> User:
     Raises ValidationFailed naming ``token``."""
     record = _usable_token(token, EMAIL_VERIFY)
     user = db.session.get(User, record.user_id)
-    if user is None or (record.email or "").lower() != user.email.lower():
+    # A deactivated account is refused like a bad token, as reset refuses it.
+    if user is None or not user.is_active or (record.email or "").lower() != user.email.lower():
         raise _bad_token()
     _spend(record)
     user.is_verified = True

@@ -26,7 +26,10 @@ def _refresh_ttl() -> timedelta:
 
 
 def start_session(user: User, user_agent: str | None, ip: str | None) -> AuthSession:
-    """Add a new login session for ``user`` to ``db.session`` (not committed)."""
+    """Add a new login session for ``user`` to ``db.session`` (not committed).
+    Raises the store's errors (503)."""
+    # The user key must be there for the new tokens' checks to need no rebuild.
+    revocation.track_user(user.id)
     now = utcnow()
     login_session = AuthSession(
         id=_new_id(),
@@ -109,11 +112,19 @@ def list_sessions(user: User, current_session_id: str) -> list[AuthSession]:
 
 
 def end_session(user: User, session_id: str) -> None:
-    """Revoke one of the user's active login sessions. Raises NotFound for an
-    unknown, ended or foreign session; the store's errors (503)."""
+    """Revoke one of the user's login sessions whose tokens may still work.
+    Raises NotFound for an unknown, ended, fully expired or foreign session;
+    the store's errors (503)."""
     # Only a well-formed id reaches the database (PostgreSQL refuses NUL in text).
     login_session = db.session.get(AuthSession, session_id) if UUID_PATTERN.match(session_id) else None
-    if login_session is None or login_session.user_id != user.id or not login_session.is_active_at(utcnow()):
+    if (
+        login_session is None
+        or login_session.user_id != user.id
+        or login_session.revoked_at is not None
+        # Past expires_at its access tokens may still work (ACCESS_TOKEN_TTL >
+        # REFRESH_TOKEN_TTL): logging out must still end them.
+        or revocation.tokens_expire_by(login_session.expires_at) <= utcnow()
+    ):
         raise errors.NotFound("Session not found.")
     revocation.revoke_sessions([login_session])
     db.session.commit()
@@ -128,7 +139,11 @@ def end_all_sessions(user: User) -> None:
 
 
 def purge_expired_sessions() -> int:
-    """Delete the rows of expired login sessions. Returns how many."""
-    count = db.session.execute(delete(AuthSession).where(AuthSession.expires_at <= utcnow())).rowcount
+    """Delete the rows of login sessions whose every token has expired.
+    Returns how many."""
+    # Not at expires_at: an access token may outlive it, and until it expires
+    # the row is what a revocation rebuild (and a logout) needs.
+    latest = revocation.live_sessions_expire_after(utcnow())
+    count = db.session.execute(delete(AuthSession).where(AuthSession.expires_at <= latest)).rowcount
     db.session.commit()
     return count
