@@ -1,7 +1,7 @@
 """Lockout after repeated failed password checks (API.md §5: LOCKOUT_THRESHOLD,
 LOCKOUT_SECONDS). Every lockout key is built here.
 
-Two kinds of counter, each under its own key prefix so that nothing a client
+Three kinds of counter, each under its own key prefix so that nothing a client
 can type reaches another kind's keys:
 
 - logins, ``authapi:lockout:login:<sha256 of the lower-cased login>``: counted
@@ -12,6 +12,12 @@ can type reaches another kind's keys:
 - current-password checks of a logged-in user (password change, email change,
   account deletion), ``authapi:lockout:password:<user id>``, so a stolen token
   cannot be used to guess the password.
+- logins that present a valid device token of the account (API.md §7, OWASP's
+  device cookie), ``authapi:lockout:device:<device token id>``: counted instead
+  of the login's, so a guesser locking the username does not lock the owner
+  out of a device it logged in from. ``LOCKOUT_THRESHOLD`` failures in a row
+  void the device token (services/devices.py); the count lives as long as a
+  device token can.
 
 Each failure keeps the count alive for another ``LOCKOUT_SECONDS``; the failure
 that reaches the threshold locks for ``LOCKOUT_SECONDS``, during which even the
@@ -42,6 +48,11 @@ def password_check_keys(user_id: int) -> tuple[str, str]:
     return f"authapi:lockout:password:{int(user_id)}:n", f"authapi:lockout:password:{int(user_id)}:until"
 
 
+def device_key(device_id: int) -> str:
+    """The failure count key of a device token."""
+    return f"authapi:lockout:device:{int(device_id)}:n"
+
+
 def count_login_attempt(login: str) -> None:
     """Count a login attempt before any password work. Raises RateLimited."""
     _count_attempt(*login_keys(login), user_id=None)
@@ -50,6 +61,30 @@ def count_login_attempt(login: str) -> None:
 def clear_logins(*logins: str) -> None:
     """Forget the failures and any lock of these logins."""
     _clear([key for login in logins if login for key in login_keys(login)])
+
+
+def count_device_attempt(device_id: int) -> bool:
+    """Count a login attempt with a device token, before any password work.
+
+    True while the attempt may skip the username's lockout: it is one of the
+    first ``LOCKOUT_THRESHOLD`` since the device token's last success. The
+    counter is atomic, so concurrent guesses with one device token get at most
+    the threshold between them; the rest are counted as plain logins.
+    """
+    count = store.incr(device_key(device_id), current_app.config["DEVICE_TOKEN_TTL"])
+    return count <= current_app.config["LOCKOUT_THRESHOLD"]
+
+
+def device_exhausted(device_id: int) -> bool:
+    """Whether the device token's failures in a row reached ``LOCKOUT_THRESHOLD``
+    (call after a failure: it is then to be voided)."""
+    (count,) = store.get_many([device_key(device_id)])
+    return count is not None and int(count) >= current_app.config["LOCKOUT_THRESHOLD"]
+
+
+def clear_device(device_id: int) -> None:
+    """Forget the failures of a device token (its login succeeded)."""
+    _clear([device_key(device_id)])
 
 
 def count_password_check(user_id: int) -> None:

@@ -11,7 +11,7 @@ from .. import errors, lockout, mail, revocation
 from ..extensions import db
 from ..models import OneTimeToken, User, utcnow
 from ..passwords import ensure_password_allowed, hash_password
-from . import sessions
+from . import devices, sessions
 
 PASSWORD_RESET = "password_reset"
 EMAIL_VERIFY = "email_verify"
@@ -181,6 +181,9 @@ def reset_password(token: str, new_password: str) -> None:
     ensure_password_allowed(new_password, username=user.username, email=user.email, field="new_password")
     _spend(record)
     replace_password(user, new_password)
+    # Whoever held a device token with the old password starts again from
+    # the username's lockout.
+    devices.void_all(user)
     db.session.commit()
     # The owner proved control of the mailbox: a lockout a guesser caused ends.
     lockout.clear_logins(user.username, user.email)
