@@ -13,7 +13,8 @@ can type reaches another kind's keys:
   account deletion), ``authapi:lockout:password:<user id>``, so a stolen token
   cannot be used to guess the password.
 - logins that present a valid device token of the account (API.md §7, OWASP's
-  device cookie), ``authapi:lockout:device:<device token id>``: counted instead
+  device cookie), ``authapi:lockout:device:<the device token's stored hash>`` (never reused,
+  unlike a row id SQLite may hand out again after a purge): counted instead
   of the login's, so a guesser locking the username does not lock the owner
   out of a device it logged in from. ``LOCKOUT_THRESHOLD`` failures in a row
   void the device token (services/devices.py); the count lives as long as a
@@ -48,9 +49,9 @@ def password_check_keys(user_id: int) -> tuple[str, str]:
     return f"authapi:lockout:password:{int(user_id)}:n", f"authapi:lockout:password:{int(user_id)}:until"
 
 
-def device_key(device_id: int) -> str:
-    """The failure count key of a device token."""
-    return f"authapi:lockout:device:{int(device_id)}:n"
+def device_key(token_hash: str) -> str:
+    """The failure count key of a device token, by its stored hash."""
+    return f"authapi:lockout:device:{token_hash}:n"
 
 
 def count_login_attempt(login: str) -> None:
@@ -63,7 +64,7 @@ def clear_logins(*logins: str) -> None:
     _clear([key for login in logins if login for key in login_keys(login)])
 
 
-def count_device_attempt(device_id: int) -> bool:
+def count_device_attempt(token_hash: str) -> bool:
     """Count a login attempt with a device token, before any password work.
 
     True while the attempt may skip the username's lockout: it is one of the
@@ -71,20 +72,20 @@ def count_device_attempt(device_id: int) -> bool:
     counter is atomic, so concurrent guesses with one device token get at most
     the threshold between them; the rest are counted as plain logins.
     """
-    count = store.incr(device_key(device_id), current_app.config["DEVICE_TOKEN_TTL"])
+    count = store.incr(device_key(token_hash), current_app.config["DEVICE_TOKEN_TTL"])
     return count <= current_app.config["LOCKOUT_THRESHOLD"]
 
 
-def device_exhausted(device_id: int) -> bool:
+def device_exhausted(token_hash: str) -> bool:
     """Whether the device token's failures in a row reached ``LOCKOUT_THRESHOLD``
     (call after a failure: it is then to be voided)."""
-    (count,) = store.get_many([device_key(device_id)])
+    (count,) = store.get_many([device_key(token_hash)])
     return count is not None and int(count) >= current_app.config["LOCKOUT_THRESHOLD"]
 
 
-def clear_device(device_id: int) -> None:
+def clear_device(token_hash: str) -> None:
     """Forget the failures of a device token (its login succeeded)."""
-    _clear([device_key(device_id)])
+    _clear([device_key(token_hash)])
 
 
 def count_password_check(user_id: int) -> None:

@@ -240,6 +240,17 @@ def test_purge_deletes_void_and_expired_device_tokens(app, client, auth, alice):
     assert device_rows(app) == [] and len(device_rows(app, "bob")) == 1
 
 
+def test_a_new_device_token_does_not_inherit_the_failures_of_a_purged_one(app, client, alice):
+    for _ in range(THRESHOLD):
+        login(client, "alice", WRONG, alice)
+    app.test_cli_runner().invoke(args=["sessions", "purge"])
+    # On SQLite the new row may get the purged row's id.
+    fresh = login(client, "alice", PASSWORD).get_json()["device_token"]
+    lock(client, "alice")
+
+    assert login(client, "alice", PASSWORD, fresh).status_code == 200
+
+
 def test_the_oauth2_form_grant_carries_the_device_token(client, alice):
     lock(client, "alice")
 

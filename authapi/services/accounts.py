@@ -115,7 +115,7 @@ def login(
     else:
         # Only the device's count: the owner's login from a known device does
         # not give whoever locked the username a fresh set of guesses.
-        lockout.clear_device(device.id)
+        lockout.clear_device(device.token_hash)
     # Only after the password is right, so this says nothing to a guesser.
     if current_app.config["REQUIRE_VERIFIED_EMAIL"] and not user.is_verified:
         raise errors.EmailNotVerified()
@@ -153,7 +153,7 @@ def _count_login_attempt(login: str, device_token: str | None) -> DeviceToken | 
     (the device token's look-up is by its hash, whatever ``login`` is).
     """
     device = devices.recognise(device_token, login)
-    if device is not None and lockout.count_device_attempt(device.id):
+    if device is not None and lockout.count_device_attempt(device.token_hash):
         return device
     lockout.count_login_attempt(login)
     return None
@@ -162,7 +162,9 @@ def _count_login_attempt(login: str, device_token: str | None) -> DeviceToken | 
 def _count_device_failure(device: DeviceToken | None) -> None:
     """After a failed login with a device token: void it once its failures in
     a row reach ``LOCKOUT_THRESHOLD``, so it cannot skip the lockout again."""
-    if device is not None and lockout.device_exhausted(device.id):
+    if device is not None and lockout.device_exhausted(device.token_hash):
+        # Its count is left to expire: cleared now, a concurrent guess that
+        # looked the token up before the void would be counted from zero.
         devices.void(device)
         current_app.logger.warning(
             "device token voided after repeated failures",
