@@ -329,6 +329,16 @@ def test_cookie_mode_reads_the_device_cookie_back(browser, attacker):
     assert device_cookie(response)["value"] == first
 
 
+def test_logout_keeps_the_device_cookie(browser, attacker):
+    pair = login(browser, "alice", PASSWORD).get_json()
+    logout = browser.post("/auth/logout", headers=bearer(pair["access_token"]))
+    assert logout.status_code == 200
+    assert not [h for h in logout.headers.getlist("Set-Cookie") if h.startswith("device_token=")]
+    lock(attacker, "alice")
+
+    assert login(browser, "alice", PASSWORD).status_code == 200
+
+
 def test_the_device_cookie_is_not_read_outside_cookie_mode(make_app, alice):
     client = make_app(**LOCKOUT).test_client()
     lock(client, "alice")
