@@ -139,7 +139,8 @@ def login(
     device_token = device_token if device is not None else devices.issue(user)
     db.session.commit()
     current_app.logger.info("login", extra={"event": "login", "user_id": user.id})
-    return {**issue_token_pair(user, login_session.id, login_session.refresh_jti), "device_token": device_token}
+    pair = issue_token_pair(user, login_session.id, login_session.refresh_jti)
+    return {**pair, "device_token": device_token}
 
 
 def _count_login_attempt(login: str, device_token: str | None) -> DeviceToken | None:
