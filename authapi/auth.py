@@ -42,7 +42,8 @@ def register(data):
 @bp.arguments(LoginIn, location="json_or_form")
 @bp.response(200, TokenPairOut)
 def login(data):
-    pair = accounts.login(data["username"], data["password"], **client_info())
+    device_token = cookies.presented_device_token(data.get("device_token"))
+    pair = accounts.login(data["username"], data["password"], device_token=device_token, **client_info())
     return cookies.deliver_token_pair(pair)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from . import errors
 from .models import ROLES
 from .schemas import AdminUserIn
-from .services import admin, recovery, sessions
+from .services import admin, devices, recovery, sessions
 
 ACTOR = "cli"
 
@@ -156,10 +156,15 @@ def delete_user(email, yes):
 @sessions_cli.command("purge")
 @reports_errors
 def purge_sessions():
-    """Delete the rows of expired sessions and of spent or expired one-time tokens."""
+    """Delete the rows of expired sessions, of spent or expired one-time tokens
+    and of void or expired device tokens."""
     removed_sessions = sessions.purge_expired_sessions()
     removed_tokens = recovery.purge_spent_tokens()
-    click.echo(f"Purged {removed_sessions} expired sessions and {removed_tokens} one-time tokens.")
+    removed_devices = devices.purge_unusable()
+    click.echo(
+        f"Purged {removed_sessions} expired sessions and {removed_tokens} one-time tokens. "
+        f"Purged {removed_devices} void or expired device tokens."
+    )
 
 
 def register_commands(app):

@@ -1,7 +1,7 @@
 """Lockout after repeated failed password checks (API.md §5: LOCKOUT_THRESHOLD,
 LOCKOUT_SECONDS). Every lockout key is built here.
 
-Two kinds of counter, each under its own key prefix so that nothing a client
+Three kinds of counter, each under its own key prefix so that nothing a client
 can type reaches another kind's keys:
 
 - logins, ``authapi:lockout:login:<sha256 of the lower-cased login>``: counted
@@ -12,6 +12,13 @@ can type reaches another kind's keys:
 - current-password checks of a logged-in user (password change, email change,
   account deletion), ``authapi:lockout:password:<user id>``, so a stolen token
   cannot be used to guess the password.
+- logins that present a valid device token of the account (API.md §7, OWASP's
+  device cookie), ``authapi:lockout:device:<the device token's stored hash>`` (never reused,
+  unlike a row id SQLite may hand out again after a purge): counted instead
+  of the login's, so a guesser locking the username does not lock the owner
+  out of a device it logged in from. ``LOCKOUT_THRESHOLD`` failures in a row
+  void the device token (services/devices.py); the count lives as long as a
+  device token can.
 
 Each failure keeps the count alive for another ``LOCKOUT_SECONDS``; the failure
 that reaches the threshold locks for ``LOCKOUT_SECONDS``, during which even the
@@ -42,6 +49,11 @@ def password_check_keys(user_id: int) -> tuple[str, str]:
     return f"authapi:lockout:password:{int(user_id)}:n", f"authapi:lockout:password:{int(user_id)}:until"
 
 
+def device_key(token_hash: str) -> str:
+    """The failure count key of a device token, by its stored hash."""
+    return f"authapi:lockout:device:{token_hash}:n"
+
+
 def count_login_attempt(login: str) -> None:
     """Count a login attempt before any password work. Raises RateLimited."""
     _count_attempt(*login_keys(login), user_id=None)
@@ -50,6 +62,30 @@ def count_login_attempt(login: str) -> None:
 def clear_logins(*logins: str) -> None:
     """Forget the failures and any lock of these logins."""
     _clear([key for login in logins if login for key in login_keys(login)])
+
+
+def count_device_attempt(token_hash: str) -> bool:
+    """Count a login attempt with a device token, before any password work.
+
+    True while the attempt may skip the username's lockout: it is one of the
+    first ``LOCKOUT_THRESHOLD`` since the device token's last success. The
+    counter is atomic, so concurrent guesses with one device token get at most
+    the threshold between them; the rest are counted as plain logins.
+    """
+    count = store.incr(device_key(token_hash), current_app.config["DEVICE_TOKEN_TTL"])
+    return count <= current_app.config["LOCKOUT_THRESHOLD"]
+
+
+def device_exhausted(token_hash: str) -> bool:
+    """Whether the device token's failures in a row reached ``LOCKOUT_THRESHOLD``
+    (call after a failure: it is then to be voided)."""
+    (count,) = store.get_many([device_key(token_hash)])
+    return count is not None and int(count) >= current_app.config["LOCKOUT_THRESHOLD"]
+
+
+def clear_device(token_hash: str) -> None:
+    """Forget the failures of a device token (its login succeeded)."""
+    _clear([device_key(token_hash)])
 
 
 def count_password_check(user_id: int) -> None:

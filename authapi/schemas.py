@@ -189,6 +189,9 @@ class LoginIn(Schema):
     # OAuth2 password grant (RFC 6749 §4.3) form fields.
     grant_type = Text(validate=validate.OneOf(["password"], error="Only 'password' is supported."))
     scope = Text(validate=validate.Length(max=1000))
+    # API.md §7. Any value is accepted and judged by the service alone, so an
+    # unknown, void or foreign device token is never an error of its own.
+    device_token = Text(validate=validate.Length(max=TOKEN_MAX_LENGTH))
 
 
 class RefreshIn(Schema):
@@ -255,6 +258,8 @@ class TokenPairOut(Schema):
     token_type = fields.String()
     expires_in = fields.Integer()
     refresh_expires_in = fields.Integer()
+    # Login only, and not in cookie mode (then it is the device_token cookie).
+    device_token = fields.String()
 
 
 class SessionOut(Schema):

@@ -166,6 +166,8 @@ SECTIONS = (
         S("LOCKOUT_THRESHOLD", integer, "10", "failed logins in a row that lock a username",
           bounds=POSITIVE),
         S("LOCKOUT_SECONDS", integer, "900", "how long a username stays locked", bounds=POSITIVE),
+        S("DEVICE_TOKEN_TTL", integer, "31536000", "seconds a device token (a login that skips "
+          "the username's lockout) stays valid", bounds=POSITIVE),
     )),
     ("HTTP", (
         S("PROXY_FIX_X_FOR", integer, "0", "trusted proxies setting X-Forwarded-For and -Proto; "

@@ -98,7 +98,8 @@ def test_login_loads_nothing_after_its_commit(app, client, auth):
     with statements(app) as seen:
         auth.login(user["username"])
 
-    assert [kind for kind, _ in seen] == ["SELECT", "UPDATE", "INSERT"]
+    # The user, its compare-and-swap, the session and the new device token.
+    assert [kind for kind, _ in seen] == ["SELECT", "UPDATE", "INSERT", "INSERT"]
     assert not any(autocommit for _, autocommit in seen)
 
 

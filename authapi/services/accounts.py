@@ -6,10 +6,10 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import errors, lockout, metrics, revocation
 from ..extensions import db
-from ..models import User, utcnow
+from ..models import DeviceToken, User, utcnow
 from ..passwords import ensure_password_allowed, hash_password, needs_rehash, verify_password
 from ..tokens import issue_token_pair
-from . import recovery, sessions
+from . import devices, recovery, sessions
 
 INCORRECT_PASSWORD = "Incorrect password."
 
@@ -94,20 +94,30 @@ def create_account(
 
 
 @metrics.count_login
-def login(username: str, password: str, user_agent: str | None, ip: str | None) -> dict:
-    """Check credentials and start a session. Raises InvalidCredentials alike
-    for an unknown user, a wrong password and a deactivated account;
-    RateLimited while ``username`` is locked out after repeated failures;
-    EmailNotVerified when REQUIRE_VERIFIED_EMAIL holds it back."""
-    # Before any password work, and before the look-up, so a locked login
-    # answers the same whether or not the account exists.
-    lockout.count_login_attempt(username)
+def login(
+    username: str, password: str, user_agent: str | None, ip: str | None,
+    device_token: str | None = None,
+) -> dict:
+    """Check credentials and start a session; the pair also carries a device
+    token (the one presented, when it was usable, else a new one). Raises
+    InvalidCredentials alike for an unknown user, a wrong password and a
+    deactivated account; RateLimited while ``username`` is locked out after
+    repeated failures, unless a usable device token of the account came with
+    the attempt (API.md §7); EmailNotVerified when REQUIRE_VERIFIED_EMAIL holds
+    it back."""
+    device = _count_login_attempt(username, device_token)
     user = find_by_login(username)
     if not verify_password(user.password_hash if user else None, password) or not user.is_active:
         user_id = user.id if user else None
         current_app.logger.info("login failed", extra={"event": "login_failed", "user_id": user_id})
+        _count_device_failure(device)
         raise errors.InvalidCredentials()
-    lockout.clear_logins(username, user.username, user.email)
+    if device is None:
+        lockout.clear_logins(username, user.username, user.email)
+    else:
+        # Only the device's count: the owner's login from a known device does
+        # not give whoever locked the username a fresh set of guesses.
+        lockout.clear_device(device.token_hash)
     # Only after the password is right, so this says nothing to a guesser.
     if current_app.config["REQUIRE_VERIFIED_EMAIL"] and not user.is_verified:
         raise errors.EmailNotVerified()
@@ -127,9 +137,42 @@ def login(username: str, password: str, user_agent: str | None, ip: str | None) 
         db.session.rollback()
         raise errors.InvalidCredentials()
     login_session = sessions.start_session(user, user_agent, ip)
+    # The same device token again rather than a new row per login.
+    device_token = device_token if device is not None else devices.issue(user)
     db.session.commit()
     current_app.logger.info("login", extra={"event": "login", "user_id": user.id})
-    return issue_token_pair(user, login_session.id, login_session.refresh_jti)
+    pair = issue_token_pair(user, login_session.id, login_session.refresh_jti)
+    return {**pair, "device_token": device_token}
+
+
+def _count_login_attempt(login: str, device_token: str | None) -> DeviceToken | None:
+    """Count a login attempt before any password work: against the device
+    token when it is a usable one of the account ``login`` names, else against
+    ``login`` as typed. Returns the device token it was counted against, or None.
+    Raises RateLimited.
+
+    Without a usable device token the count comes before the account is looked
+    up, so a locked login answers the same whether or not the account exists
+    (the device token's look-up is by its hash, whatever ``login`` is).
+    """
+    device = devices.recognise(device_token, login)
+    if device is not None and lockout.count_device_attempt(device.token_hash):
+        return device
+    lockout.count_login_attempt(login)
+    return None
+
+
+def _count_device_failure(device: DeviceToken | None) -> None:
+    """After a failed login with a device token: void it once its failures in
+    a row reach ``LOCKOUT_THRESHOLD``, so it cannot skip the lockout again."""
+    if device is not None and lockout.device_exhausted(device.token_hash):
+        # Its count is left to expire: cleared now, a concurrent guess that
+        # looked the token up before the void would be counted from zero.
+        devices.void(device)
+        current_app.logger.warning(
+            "device token voided after repeated failures",
+            extra={"event": "device_token_voided", "user_id": device.user_id},
+        )
 
 
 def _require_password(user: User, password: str | None, field: str) -> str:

@@ -12,7 +12,7 @@ from .. import errors, lockout, mail, ratelimit, revocation
 from ..extensions import db
 from ..models import OneTimeToken, User, utcnow
 from ..passwords import ensure_password_allowed, hash_password
-from . import sessions
+from . import devices, sessions
 
 PASSWORD_RESET = "password_reset"
 EMAIL_VERIFY = "email_verify"
@@ -211,6 +211,9 @@ def reset_password(token: str, new_password: str) -> None:
     # Its revocation marks are written before the commit: a store failure up
     # to here changes nothing (503).
     replace_password(user, new_password)
+    # Whoever held a device token with the old password starts again from
+    # the username's lockout.
+    devices.void_all(user)
     db.session.commit()
     current_app.logger.info("password reset", extra={"event": "password_reset", "user_id": user.id})
     try:

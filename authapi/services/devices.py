@@ -1,0 +1,96 @@
+"""Device tokens (API.md §7, OWASP's "device cookie"): what a browser or app
+that once logged in successfully presents at its next logins, so that the
+username's lockout, which anyone can trigger, does not shut the owner out.
+
+A device token is 256 random bits, bound to one user and stored only as its
+SHA-256 (a leaked table cannot be replayed; the token's entropy makes a salt
+useless). It is void once ``LOCKOUT_THRESHOLD`` logins with it failed in a row
+(the count is authapi.lockout's), on a password reset, and gone with the
+account (foreign key cascade); it expires ``DEVICE_TOKEN_TTL`` seconds after it
+was issued. Whether a login may use it is decided in ``services.accounts.login``.
+"""
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import delete, func, or_, select, update
+
+from ..extensions import db
+from ..models import DeviceToken, User, utcnow
+
+
+def _hash(token: str) -> str:
+    # A cookie may carry what no JSON string can (say, a lone surrogate):
+    # hash every value rather than fail on it.
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def recognise(token: str | None, login: str) -> DeviceToken | None:
+    """The usable device token ``token`` if it belongs to the account named by
+    ``login`` (username or email, case-insensitively), else None.
+
+    Unknown, void, expired and another user's tokens are all None alike. The
+    look-up is by the token's hash alone, so its cost does not depend on
+    whether ``login`` names an account.
+    """
+    if not token:
+        return None
+    lowered = login.lower()
+    return db.session.scalar(
+        select(DeviceToken)
+        .join(User, User.id == DeviceToken.user_id)
+        .where(
+            DeviceToken.token_hash == _hash(token),
+            DeviceToken.voided_at.is_(None),
+            DeviceToken.expires_at > utcnow(),
+            or_(func.lower(User.username) == lowered, func.lower(User.email) == lowered),
+        )
+    )
+
+
+def issue(user: User) -> str:
+    """A new device token for ``user``, added to ``db.session`` (not committed)."""
+    token = secrets.token_urlsafe(32)
+    db.session.add(
+        DeviceToken(
+            user_id=user.id,
+            token_hash=_hash(token),
+            expires_at=utcnow() + timedelta(seconds=current_app.config["DEVICE_TOKEN_TTL"]),
+        )
+    )
+    return token
+
+
+def void(device: DeviceToken) -> None:
+    """Void one device token for good. Committed: the login that exhausted it
+    is refused, and its refusal must not undo this."""
+    db.session.execute(
+        update(DeviceToken)
+        .where(DeviceToken.id == device.id, DeviceToken.voided_at.is_(None))
+        .values(voided_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
+
+def void_all(user: User) -> None:
+    """Void every device token of ``user`` (not committed)."""
+    db.session.execute(
+        update(DeviceToken)
+        .where(DeviceToken.user_id == user.id, DeviceToken.voided_at.is_(None))
+        .values(voided_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def purge_unusable() -> int:
+    """Delete expired and void device tokens. Returns how many."""
+    count = db.session.execute(
+        delete(DeviceToken).where(
+            or_(DeviceToken.expires_at <= utcnow(), DeviceToken.voided_at.is_not(None))
+        )
+    ).rowcount
+    db.session.commit()
+    return count
