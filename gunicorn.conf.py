@@ -163,12 +163,27 @@ class JsonLogger(Logger):
         self.access_log.info("request", extra={"fields": fields})
 
 
+class TextLogger(Logger):
+    """gunicorn's own text lines (and its access log, when on) in gunicorn's
+    format, with every control character escaped as in the app's text lines:
+    a request line or header a client sent cannot start a line."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        # Imported here: see write_json_error. The arbiter builds its logger
+        # after this file has run, so after PROMETHEUS_MULTIPROC_DIR is set.
+        from authapi.logs import TextFormatter
+
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(TextFormatter(handler.formatter._fmt, handler.formatter.datefmt))
+
+
 # The same format as the app's logs (LOG_FORMAT, json by default in production).
 _log_format = os.environ.get("LOG_FORMAT") or (
     "json" if os.environ.get("AUTHAPI_ENV") == "production" else "text"
 )
-if _log_format == "json":
-    logger_class = JsonLogger
+logger_class = JsonLogger if _log_format == "json" else TextLogger
 
 # gunicorn 24+ opens a control socket at one fixed path per user; several
 # instances on one host (tests, blue/green) would fight over it, and we do not use it.
