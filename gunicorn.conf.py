@@ -1,7 +1,10 @@
-"""gunicorn settings, all from the environment (API.md §5: PORT, WEB_CONCURRENCY)."""
+"""gunicorn settings, all from the environment (API.md §5: PORT, WEB_CONCURRENCY;
+and BIND_ADDRESS, docs/operations.md)."""
 
+import ipaddress
 import json
 import os
+import re
 import shutil
 import socket
 import struct
@@ -14,7 +17,26 @@ from pathlib import Path
 from gunicorn import util as gunicorn_util
 from gunicorn.glogging import Logger
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+
+
+def listen_on(address: str, port: str) -> str:
+    """gunicorn's bind for BIND_ADDRESS and PORT: an IPv6 address in brackets."""
+    address = address.strip()
+    if address.startswith("[") and address.endswith("]"):
+        address = address[1:-1]
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        if not HOST_NAME.fullmatch(address):
+            sys.exit(f"authapi: BIND_ADDRESS must be an IP address or a host name, got {address!r}")
+        return f"{address}:{port}"
+    return f"[{parsed}]:{port}" if parsed.version == 6 else f"{parsed}:{port}"
+
+
+# Every interface by default: a container or a PaaS router reaches the app from
+# outside (and sets PORT). Behind nginx on the same host: BIND_ADDRESS=127.0.0.1.
+bind = listen_on(os.environ.get("BIND_ADDRESS") or "0.0.0.0", os.environ.get("PORT") or "8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 
 if not os.environ.get("REDIS_URL") and os.environ.get("AUTHAPI_ENV", "development") != "production":
