@@ -15,7 +15,7 @@ from authapi.extensions import db
 from authapi import create_app
 
 from .conftest import base_env
-from .test_faults import PrivateRedis
+from .test_faults import private_redis  # noqa: F401  a fixture
 from .test_health import silent_port  # noqa: F401  a fixture
 
 PROBES = 16
@@ -28,17 +28,8 @@ def database_url(postgres_url):
     return postgres_url
 
 
-@pytest.fixture(scope="module")
-def private_redis():
-    server = PrivateRedis()
-    server.start()
-    yield server
-    if server.running():
-        server.kill()
-
-
 @pytest.fixture
-def app(make_app, private_redis):
+def app(make_app, private_redis):  # noqa: F811
     if not private_redis.running():
         private_redis.start()
     return make_app(REDIS_URL=private_redis.url)
