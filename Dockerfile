@@ -31,6 +31,7 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/live' % os.environ.get('PORT', '8000'), timeout=4)"]
 
-# gunicorn.conf.py binds 0.0.0.0:$PORT with $WEB_CONCURRENCY workers. gunicorn
-# stops gracefully on SIGTERM within 25 s: give `docker stop` --time 30.
+# gunicorn.conf.py binds 0.0.0.0:$PORT (leave BIND_ADDRESS unset in a
+# container) with $WEB_CONCURRENCY workers. gunicorn stops gracefully on
+# SIGTERM within 25 s: give `docker stop` --time 30.
 CMD ["gunicorn", "wsgi:app"]

@@ -1,7 +1,10 @@
-"""gunicorn settings, all from the environment (API.md §5: PORT, WEB_CONCURRENCY)."""
+"""gunicorn settings, all from the environment (API.md §5: PORT, WEB_CONCURRENCY;
+and BIND_ADDRESS, docs/operations.md)."""
 
+import ipaddress
 import json
 import os
+import re
 import shutil
 import socket
 import struct
@@ -14,7 +17,26 @@ from pathlib import Path
 from gunicorn import util as gunicorn_util
 from gunicorn.glogging import Logger
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+
+
+def listen_on(address: str, port: str) -> str:
+    """gunicorn's bind for BIND_ADDRESS and PORT: an IPv6 address in brackets."""
+    address = address.strip()
+    if address.startswith("[") and address.endswith("]"):
+        address = address[1:-1]
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        if not HOST_NAME.fullmatch(address):
+            sys.exit(f"authapi: BIND_ADDRESS must be an IP address or a host name, got {address!r}")
+        return f"{address}:{port}"
+    return f"[{parsed}]:{port}" if parsed.version == 6 else f"{parsed}:{port}"
+
+
+# Every interface by default: a container or a PaaS router reaches the app from
+# outside (and sets PORT). Behind nginx on the same host: BIND_ADDRESS=127.0.0.1.
+bind = listen_on(os.environ.get("BIND_ADDRESS") or "0.0.0.0", os.environ.get("PORT") or "8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 
 if not os.environ.get("REDIS_URL") and os.environ.get("AUTHAPI_ENV", "development") != "production":
@@ -163,12 +185,27 @@ class JsonLogger(Logger):
         self.access_log.info("request", extra={"fields": fields})
 
 
+class TextLogger(Logger):
+    """gunicorn's own text lines (and its access log, when on) in gunicorn's
+    format, with every control character escaped as in the app's text lines:
+    a request line or header a client sent cannot start a line."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        # Imported here: see write_json_error. The arbiter builds its logger
+        # after this file has run, so after PROMETHEUS_MULTIPROC_DIR is set.
+        from authapi.logs import TextFormatter
+
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(TextFormatter(handler.formatter._fmt, handler.formatter.datefmt))
+
+
 # The same format as the app's logs (LOG_FORMAT, json by default in production).
 _log_format = os.environ.get("LOG_FORMAT") or (
     "json" if os.environ.get("AUTHAPI_ENV") == "production" else "text"
 )
-if _log_format == "json":
-    logger_class = JsonLogger
+logger_class = JsonLogger if _log_format == "json" else TextLogger
 
 # gunicorn 24+ opens a control socket at one fixed path per user; several
 # instances on one host (tests, blue/green) would fight over it, and we do not use it.

@@ -9,12 +9,13 @@ the API blueprints: 429, 503), all in the one envelope of API.md §1, described
 from the error catalogue in errors.py.
 
 Swagger UI's files come from the swagger-ui-bundle package and are served by
-the app: the page works offline and loads nothing from a CDN.
+the app: the page works offline and loads nothing from a CDN. Only the files
+the page uses are served (``ASSETS``).
 """
 
 from apispec import BasePlugin
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Blueprint, send_from_directory
+from flask import Blueprint, abort, send_from_directory
 from marshmallow import Schema, fields
 from swagger_ui_bundle import swagger_ui_path
 
@@ -168,10 +169,20 @@ def init_app(app) -> None:
 # config.py points flask-smorest's page at this prefix (OPENAPI_SWAGGER_UI_URL).
 assets = Blueprint("docs_assets", __name__, url_prefix="/docs/assets")
 
+# The files flask-smorest's /docs page loads, and the source maps they name.
+# Nothing else of the package is served: its own index.html is Swagger's demo
+# page, which fetches a petstore document from the internet.
+ASSETS = frozenset(
+    name + suffix
+    for name in ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js")
+    for suffix in ("", ".map")
+)
+
 
 @assets.get("/<path:filename>")
 def asset(filename):
-    # send_from_directory refuses paths that leave the directory.
+    if filename not in ASSETS:
+        abort(404)
     response = send_from_directory(swagger_ui_path, filename, max_age=86400)
     response.cache_control.public = True
     return response

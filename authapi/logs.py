@@ -2,13 +2,15 @@
 per request (logger ``authapi.request``).
 
 Records logged while a request is served carry its ``request_id`` and
-``client_ip``; security events carry an ``event`` field (and ``user_id`` when
+``client_ip``; a text line escapes every control character a value carries
+(``escape_controls``), so a client cannot start a forged line; JSON encodes them; security events carry an ``event`` field (and ``user_id`` when
 known). What is never logged: request bodies, query strings, headers (so no
 ``Authorization``), tokens and passwords. The console mail backend is the one
 exception, in development only (API.md §4).
 """
 
 import logging
+import re
 import sys
 import time
 
@@ -23,6 +25,19 @@ request_log = logging.getLogger("authapi.request")
 
 # Extra fields a text line shows after its message, in this order.
 TEXT_FIELDS = ("event", "user_id", "request_id", "client_ip")
+
+
+# What could end a line or rewrite one on a terminal or in a log viewer: C0
+# (CR, LF, ESC...), DEL, C1 (NEL...), the Unicode line and paragraph
+# separators and the bidirectional overrides (which reorder what is shown). The
+# backslash too, so that an escape in the log always means one was made.
+CONTROLS = re.compile(r"[\\\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+NAMED_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_controls(value: str) -> str:
+    """``value`` on one line: each control character as a Python-style escape."""
+    return CONTROLS.sub(lambda m: NAMED_ESCAPES.get(m[0]) or f"\\u{ord(m[0]):04x}", value)
 
 
 class RequestContext(logging.Filter):
@@ -55,21 +70,35 @@ class JsonFormatter(_JsonFormatter):
 
 
 class TextFormatter(logging.Formatter):
-    def __init__(self):
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """``time level logger: message [field=value ...]`` on one line, every
+    value escaped (``escape_controls``). A traceback follows on lines of its
+    own, each indented, so a line that does not start with a space always
+    starts a record. gunicorn.conf.py gives gunicorn's lines the same escaping
+    with gunicorn's own format (``fmt``, ``datefmt``)."""
+
+    def __init__(self, fmt="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt=None):
+        super().__init__(fmt, datefmt)
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        # logging.Formatter.format, with the record's own text escaped.
+        record.message = record.getMessage()
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
         extras = [
             f"{name}={getattr(record, name)}"
             for name in TEXT_FIELDS
             if getattr(record, name, None) is not None
         ]
-        if not extras:
-            return line
-        # Keep a traceback, if any, below the fields.
-        first, _, rest = line.partition("\n")
-        return f"{first} [{' '.join(extras)}]" + (f"\n{rest}" if rest else "")
+        line = escape_controls(self.formatMessage(record))
+        if extras:
+            line += f" [{escape_controls(' '.join(extras))}]"
+        below = []
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        for text in (record.exc_text, record.stack_info and self.formatStack(record.stack_info)):
+            if text:
+                below.extend(f"    {escape_controls(part)}" for part in text.split("\n"))
+        return "\n".join([line, *below])
 
 
 def configure_logging(app: Flask) -> None:

@@ -219,7 +219,10 @@ SETTINGS = tuple(setting for _, settings in SECTIONS for setting in settings)
 # Read by gunicorn.conf.py, not by the app: listed here so that the page has
 # one source; tests/test_config.py checks these defaults against that file.
 GUNICORN_SETTINGS = (
-    S("PORT", integer, "8000", "the port gunicorn binds, on every interface"),
+    S("PORT", integer, "8000", "the port gunicorn binds"),
+    S("BIND_ADDRESS", text, "0.0.0.0", "the address gunicorn binds (an IPv6 one without "
+      "brackets is fine): `0.0.0.0` in a container or on a PaaS, `127.0.0.1` behind nginx on "
+      "the same host"),
     S("WEB_CONCURRENCY", integer, "2", "worker processes; 1 when REDIS_URL is unset outside "
       "production"),
     S("GUNICORN_THREADS", integer, "4", "threads per worker (`gthread`)"),

@@ -240,9 +240,10 @@ def test_nginx_pages_answer_the_catalogues_code_and_message():
     from authapi import errors
 
     pages = nginx_pages()
-    assert {status for status, _, _ in pages} == {404, 413, 503}
+    assert {status for status, _, _ in pages} == {400, 404, 405, 413, 414, 431, 500, 503}
     for status, body, _ in pages:
-        code, message = errors.HTTP_CODES[status]
+        # 414 and 431: the refusals gunicorn answers the same way.
+        code, message = errors.HTTP_CODES.get(status) or errors.SERVER_REFUSALS[status]
         assert body == errors.envelope(code, message), status
 
 
