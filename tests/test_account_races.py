@@ -143,6 +143,17 @@ def test_an_email_change_checked_before_a_reset_cannot_commit_after_it(app, monk
         assert db.session.get(User, user_id).email == "ada@example.com"
 
 
+def test_a_deletion_checked_before_a_reset_cannot_commit_after_it(app, monkeypatch):
+    user_id = create_user(app)
+    worker = race_with_a_reset(
+        app, monkeypatch, user_id, lambda user: accounts.delete_own_account(user, PASSWORD)
+    )
+    assert isinstance(worker.error, errors.ValidationFailed), worker.error
+    assert "password" in worker.error.details
+    with app.app_context():
+        assert db.session.get(User, user_id) is not None
+
+
 def test_a_password_change_without_a_race_still_works(app):
     user_id = create_user(app)
     with app.app_context():

@@ -175,10 +175,15 @@ def _count_device_failure(device: DeviceToken | None) -> None:
         )
 
 
-def _require_password(user: User, password: str | None, field: str) -> str:
-    """Check a logged-in user's password. Counted like logins (lockout), so a
-    stolen token cannot be used to guess it. Returns the hash it matched.
-    Raises ValidationFailed, RateLimited."""
+def _confirm_password(user: User, password: str | None, field: str) -> None:
+    """Check a logged-in user's password, then hold it: counted like logins
+    (lockout), so a stolen token cannot be used to guess it; and the user's row
+    stays locked (SQLite: the database) until the commit, provided the password
+    is still the one just checked. A change or reset committed since the check
+    makes the hold match nothing: the password given is no longer the
+    account's, so the answer is the 422 the request would have had after it
+    (not 409: nothing the client could resolve and retry).
+    Raises ValidationFailed naming ``field``, RateLimited."""
     if not password:
         raise errors.ValidationFailed(details={field: ["Your current password is required."]})
     lockout.count_password_check(user.id)
@@ -186,16 +191,6 @@ def _require_password(user: User, password: str | None, field: str) -> str:
     if not verify_password(verified_hash, password):
         raise errors.ValidationFailed(details={field: [INCORRECT_PASSWORD]})
     lockout.clear_password_checks(user.id)
-    return verified_hash
-
-
-def _hold_password(user: User, verified_hash: str, field: str) -> None:
-    """Lock the user's row (SQLite: the database) until the commit, provided
-    its password is still the one just checked. A change or reset committed
-    since the check makes this match nothing: the password given is no longer
-    the account's, so the answer is the 422 the request would have had after
-    it (not 409: nothing the client could resolve and retry). Raises
-    ValidationFailed naming ``field``."""
     held = db.session.execute(
         update(User)
         .where(User.id == user.id, User.password_hash == verified_hash)
@@ -215,8 +210,7 @@ def update_profile(user: User, current_password: str | None = None, **changes) -
     email_changes = new_email is not None and new_email.lower() != user.email.lower()
     if email_changes:
         # Checked first, so the endpoint cannot probe which emails exist.
-        verified_hash = _require_password(user, current_password, "current_password")
-        _hold_password(user, verified_hash, "current_password")
+        _confirm_password(user, current_password, "current_password")
     ensure_unique(new_email, changes.get("username"), exclude_id=user.id)
     for field in ("full_name", "username", "email"):
         if field in changes:
@@ -237,11 +231,10 @@ def change_password(
     """Set a new password, end every session and start a new one.
     Raises ValidationFailed for a wrong current or a weak new password,
     RateLimited while the current-password checks are locked out."""
-    verified_hash = _require_password(user, current_password, "current_password")
-    ensure_password_allowed(new_password, username=user.username, email=user.email, field="new_password")
     # Held through the new password's hashing: a login of this user racing
     # with it waits that long, then fails on the new hash, as it must.
-    _hold_password(user, verified_hash, "current_password")
+    _confirm_password(user, current_password, "current_password")
+    ensure_password_allowed(new_password, username=user.username, email=user.email, field="new_password")
     recovery.replace_password(user, new_password)
     login_session = sessions.start_session(user, user_agent, ip)
     db.session.commit()
@@ -277,7 +270,7 @@ def delete_own_account(user: User, password: str) -> None:
     """Self-service deletion: ``delete_account`` after checking the user's
     password. Raises ValidationFailed, RateLimited (password checks locked
     out), Conflict (last admin)."""
-    _require_password(user, password, "password")
+    _confirm_password(user, password, "password")
     delete_account(user)
     current_app.logger.info("account deleted", extra={"event": "account_delete", "user_id": user.id})
 
