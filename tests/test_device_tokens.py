@@ -16,10 +16,10 @@ from sqlalchemy import func, select, update
 from authapi import create_app
 from authapi.extensions import db
 from authapi.models import DeviceToken, utcnow
-from authapi.services import recovery
+from authapi.services import devices, recovery
 from authapi.services.accounts import find_by_login
 
-from .conftest import PASSWORD, base_env, bearer, free_port
+from .conftest import PASSWORD, base_env, bearer, error_code, free_port
 
 THRESHOLD = 3
 LOCKOUT = {"LOCKOUT_THRESHOLD": str(THRESHOLD), "LOCKOUT_SECONDS": "60"}
@@ -59,10 +59,6 @@ def device_rows(app, username="alice") -> list[DeviceToken]:
         return list(db.session.scalars(select(DeviceToken).where(DeviceToken.user_id == user.id)))
 
 
-def error_code(response) -> str:
-    return response.get_json()["error"]["code"]
-
-
 # ---------------------------------------------------------------- issuing
 
 
@@ -82,6 +78,18 @@ def test_presenting_a_valid_device_token_gets_the_same_one_back(app, client, ali
     assert response.status_code == 200
     assert response.get_json()["device_token"] == alice
     assert len(device_rows(app)) == 1
+
+
+def test_a_user_keeps_at_most_ten_device_tokens(app, client, alice):
+    # A client that never sends its token back: one row per login, capped.
+    for _ in range(devices.MAX_PER_USER + 5):
+        assert login(client, "alice", PASSWORD).status_code == 200
+    newest = login(client, "alice", PASSWORD).get_json()["device_token"]
+    rows = device_rows(app)
+    assert len(rows) == devices.MAX_PER_USER
+    assert hashlib.sha256(newest.encode()).hexdigest() in {row.token_hash for row in rows}
+    # The first login's token was among the oldest: it no longer exempts.
+    assert alice and hashlib.sha256(alice.encode()).hexdigest() not in {r.token_hash for r in rows}
 
 
 def test_refresh_and_password_change_issue_no_device_token(client, auth, alice):

@@ -98,8 +98,9 @@ def test_login_loads_nothing_after_its_commit(app, client, auth):
     with statements(app) as seen:
         auth.login(user["username"])
 
-    # The user, its compare-and-swap, the session and the new device token.
-    assert [kind for kind, _ in seen] == ["SELECT", "UPDATE", "INSERT", "INSERT"]
+    # The user, its compare-and-swap, the session, the cap on the user's
+    # device tokens and the new one.
+    assert [kind for kind, _ in seen] == ["SELECT", "UPDATE", "INSERT", "DELETE", "INSERT"]
     assert not any(autocommit for _, autocommit in seen)
 
 

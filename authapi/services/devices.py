@@ -20,6 +20,12 @@ from sqlalchemy import delete, func, or_, select, update
 from ..extensions import db
 from ..models import DeviceToken, User, utcnow
 
+# A client that never sends its token back (a script, a browser that drops
+# cookies) would otherwise add a row per login, kept for DEVICE_TOKEN_TTL.
+# Ten devices per account: phones, laptops and browsers with room to spare;
+# the oldest beyond that lose their exemption, nothing else.
+MAX_PER_USER = 10
+
 
 def _hash(token: str) -> str:
     # A cookie may carry what no JSON string can (say, a lone surrogate):
@@ -51,7 +57,15 @@ def recognise(token: str | None, login: str) -> DeviceToken | None:
 
 
 def issue(user: User) -> str:
-    """A new device token for ``user``, added to ``db.session`` (not committed)."""
+    """A new device token for ``user``, added to ``db.session`` (not committed);
+    the user's oldest beyond ``MAX_PER_USER`` are deleted."""
+    newest = (
+        select(DeviceToken.id)
+        .where(DeviceToken.user_id == user.id)
+        .order_by(DeviceToken.created_at.desc(), DeviceToken.id.desc())
+        .offset(MAX_PER_USER - 1)
+    )
+    db.session.execute(delete(DeviceToken).where(DeviceToken.id.in_(newest)))
     token = secrets.token_urlsafe(32)
     db.session.add(
         DeviceToken(
