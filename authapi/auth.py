@@ -39,6 +39,7 @@ def register(data):
 
 @bp.post("/login")
 @refusals(401, 403)
+@cookies.refuse_foreign_origins
 @bp.arguments(LoginIn, location="json_or_form")
 @bp.response(200, TokenPairOut)
 def login(data):
@@ -47,6 +48,8 @@ def login(data):
 
 
 @bp.post("/refresh")
+@refusals(403)
+@cookies.refuse_foreign_origins
 @cookies.refresh_token_required
 @bearer("refresh")
 @bp.arguments(RefreshIn, required=False)
