@@ -26,7 +26,12 @@ bp = Blueprint("auth", __name__, url_prefix="/auth", description="Accounts, toke
 
 
 def client_info() -> dict:
-    return {"user_agent": request.user_agent.string, "ip": request.remote_addr}
+    """What a new session records of its client. The address is already one
+    normalised address or None (http.client_address); the User-Agent is any
+    latin-1 text a client sent, so control characters (NUL, which PostgreSQL
+    refuses in text, and anything that could forge a log line) are dropped."""
+    user_agent = "".join(c for c in request.user_agent.string if c.isprintable())
+    return {"user_agent": user_agent, "ip": request.remote_addr}
 
 
 @bp.post("/register")
@@ -39,6 +44,7 @@ def register(data):
 
 @bp.post("/login")
 @refusals(401, 403)
+@cookies.refuse_foreign_origins
 @bp.arguments(LoginIn, location="json_or_form")
 @bp.response(200, TokenPairOut)
 def login(data):
@@ -48,6 +54,8 @@ def login(data):
 
 
 @bp.post("/refresh")
+@refusals(403)
+@cookies.refuse_foreign_origins
 @cookies.refresh_token_required
 @bearer("refresh")
 @bp.arguments(RefreshIn, required=False)

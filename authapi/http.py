@@ -1,7 +1,12 @@
 """The HTTP layer around every view: trusted proxies, hosts, CORS, request ids,
 body checks, and the security headers of every response (the one list:
-gunicorn.conf.py sends these too, tests/test_nginx.py checks nginx's pages)."""
+gunicorn.conf.py sends these too, tests/test_nginx.py checks nginx's pages).
 
+The client address (``request.remote_addr``) is normalised here, once, for
+every reader (sessions, logs, rate limits): a valid IPv4 or IPv6 address in its
+compressed form, or None (``client_address``)."""
+
+import ipaddress
 import re
 import uuid
 
@@ -46,6 +51,39 @@ def current_request_id() -> str:
         # Echo only ids that cannot inject anything into logs or headers.
         g.request_id = incoming if REQUEST_ID_PATTERN.fullmatch(incoming) else uuid.uuid4().hex
     return g.request_id
+
+
+def client_address(value: str | None) -> str | None:
+    """``value`` as the one text form of its address (IPv6 compressed and
+    without a zone, an IPv4-mapped IPv6 address as IPv4), or None when it is
+    not an address at all. Whatever a proxy's X-Forwarded-For says, the result
+    fits the sessions' VARCHAR(45) and means one client to every reader."""
+    if not value:
+        return None
+    try:
+        address = ipaddress.ip_address(value.strip().split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.compressed
+
+
+class ClientAddress:
+    """WSGI middleware just inside ProxyFix: REMOTE_ADDR as ``client_address``
+    has it, absent when it is not an address, so that no reader of
+    ``request.remote_addr`` (sessions, logs, rate limits) sees anything else."""
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        address = client_address(environ.get("REMOTE_ADDR"))
+        if address is None:
+            environ.pop("REMOTE_ADDR", None)
+        else:
+            environ["REMOTE_ADDR"] = address
+        return self.wsgi_app(environ, start_response)
 
 
 def assign_request_id() -> None:
@@ -109,6 +147,9 @@ def init_app(app) -> None:
     # CORS first: after_request hooks run in reverse, so the security headers
     # are set before CORS's.
     _init_cors(app)
+    # Runs after ProxyFix (wrapped inside it): it normalises what ProxyFix took
+    # from X-Forwarded-For, which a client or a broken proxy may fill with anything.
+    app.wsgi_app = ClientAddress(app.wsgi_app)
     hops = app.config["PROXY_FIX_X_FOR"]
     if hops:
         # Trust exactly that many proxies for the client address and scheme;

@@ -4,13 +4,19 @@ Every place that sets a password (register, admin and CLI create, CLI
 set-password, change, reset) calls ``ensure_password_allowed``; the register
 schema also lists ``password_problems`` so that one 422 names every field's
 problems at once.
+
+``verify_password`` takes the same time whoever a login names (API.md §7):
+an unknown user, an account hashed with older parameters, an inactive one.
 """
 
 import gzip
+import statistics
+import time
+from collections import deque
 from functools import lru_cache
 from pathlib import Path
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import current_app
 
@@ -18,6 +24,7 @@ from . import errors
 
 COMMON_PASSWORDS_FILE = Path(__file__).parent / "data" / "common-passwords.txt.gz"
 PASSWORD_MAX_LENGTH = 256
+RECENT_CHECKS = 31  # enough for a stable median, few enough to follow the load
 
 # ---------------------------------------------------------------- hashing
 
@@ -32,10 +39,14 @@ def _hasher() -> PasswordHasher:
             "parallelism": config["ARGON2_PARALLELISM"],
         }
         hasher = PasswordHasher(**{k: v for k, v in params.items() if v is not None})
-        state["hasher"] = hasher
+        started = time.perf_counter()
         # Unknown users are verified against this, so a login costs the same
         # whether or not the account exists.
         state["dummy_hash"] = hasher.hash("authapi-dummy-password")
+        # How long checks at today's parameters take in this process (hashing
+        # costs what verifying does): the time every check is brought up to.
+        state["recent_checks"] = deque([time.perf_counter() - started], maxlen=RECENT_CHECKS)
+        state["hasher"] = hasher
     return state["hasher"]
 
 
@@ -44,18 +55,44 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
-    """Check a password; with no hash, burn the same time and answer False."""
+    """Check a password in the time a check at today's parameters takes
+    (API.md §7), whatever the account: none or an unreadable hash (the dummy
+    hash is checked, and the answer is False), or a hash of older, cheaper
+    parameters, which an inactive or dormant account keeps (only a successful
+    login rehashes). argon2's cost is far from linear in its parameters (the
+    CPU caches), so the difference is measured, not computed: the median of
+    this process's recent checks at today's parameters, less this check's
+    own time, is slept. A hash of costlier parameters (lowered since) cannot
+    be made cheaper; docs/security.md says so."""
     hasher = _hasher()
-    if password_hash is None:
-        password_hash = current_app.extensions["authapi_hasher"]["dummy_hash"]
-        known = False
+    state = current_app.extensions["authapi_hasher"]
+    known = _readable(password_hash)
+    checked_hash = password_hash if known else state["dummy_hash"]
+    started = time.perf_counter()
+    matched = _check(hasher, checked_hash, password)
+    elapsed = time.perf_counter() - started
+    if not known or not hasher.check_needs_rehash(checked_hash):
+        state["recent_checks"].append(elapsed)
     else:
-        known = True
+        time.sleep(max(0.0, statistics.median(state["recent_checks"]) - elapsed))
+    return matched and known
+
+
+def _readable(password_hash: str | None) -> bool:
+    if password_hash is None:
+        return False
     try:
-        hasher.verify(password_hash, password)
+        extract_parameters(password_hash)
+    except InvalidHashError:
+        return False
+    return True
+
+
+def _check(hasher: PasswordHasher, password_hash: str, password: str) -> bool:
+    try:
+        return hasher.verify(password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
-    return known
 
 
 def needs_rehash(password_hash: str) -> bool:

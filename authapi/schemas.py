@@ -7,7 +7,7 @@ role or a verified address by sending one.
 import re
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from .models import ROLES
 from .passwords import PASSWORD_MAX_LENGTH, password_problems
@@ -175,7 +175,22 @@ class AdminUserPatchIn(Schema):
     is_verified = json_boolean()
 
 
-class UserQueryIn(Schema):
+class QueryIn(Schema):
+    """A query string, each parameter given at most once: of ``?page=1&page=2``
+    we would read one and a cache or proxy in front perhaps the other, so a
+    repeated parameter is a 422 naming it, never a silent choice."""
+
+    @pre_load
+    def refuse_repeated_parameters(self, data, **kwargs):
+        getlist = getattr(data, "getlist", None)  # webargs passes the MultiDict
+        if getlist is not None:
+            repeated = {key: ["Give this parameter once."] for key in data if len(getlist(key)) > 1}
+            if repeated:
+                raise ValidationError(repeated)
+        return data
+
+
+class UserQueryIn(QueryIn):
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_ID))
     per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
     q = Text(validate=validate.Length(max=EMAIL_MAX_LENGTH))
