@@ -14,7 +14,8 @@ from authapi.extensions import db
 
 from .conftest import PASSWORD, bearer
 # The real gunicorn in cookie mode with CORS_ORIGINS=http://127.0.0.1:PAGE_PORT.
-from .test_cookies import PAGE_PORT, PageServer, api, run_in_chromium, server  # noqa: F401
+from .browser import PageServer, run_in_chromium
+from .test_cookies import PAGE_PORT, api, server  # noqa: F401
 
 ALLOWED = "https://app.example.com"
 FOREIGN = "https://evil.example"
@@ -224,7 +225,7 @@ def ada_sessions(api_url) -> int:
 def test_a_foreign_page_cannot_log_a_browser_in_with_a_form(api, page_host, allowed):  # noqa: F811
     html = ATTACK_PAGE % {"api": json.dumps(api), "password": json.dumps(PASSWORD)}
 
-    with PageServer(html):
+    with PageServer(html, PAGE_PORT):
         result = run_in_chromium(f"http://{page_host}:{PAGE_PORT}/")
 
     assert result == {"result": "sent"}
