@@ -12,6 +12,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+from . import redis_url
 from .setting import ConfigError
 from .table import ASYMMETRIC_ALGORITHMS, SETTINGS, SYMMETRIC_ALGORITHMS
 
@@ -114,10 +115,19 @@ class Config:
         self.JWT_ENCODE_AUDIENCE = self.JWT_DECODE_AUDIENCE = self.JWT_AUDIENCE
         # flask-limiter: Redis shares the counts between workers and hosts; only
         # the development fallback (no REDIS_URL) counts in process memory.
+        # One REDIS_URL for both, read by config.redis_url (limits takes a
+        # sentinel URL's db as an option). A URL validate() refuses is left as
+        # is here: derive runs before validate.
         self.RATELIMIT_STORAGE_URI = self.REDIS_URL or "memory://"
-        self.RATELIMIT_STORAGE_OPTIONS = (
-            {"socket_timeout": 1.0, "socket_connect_timeout": 1.0} if self.REDIS_URL else {}
-        )
+        self.RATELIMIT_STORAGE_OPTIONS = {}
+        if self.REDIS_URL:
+            self.RATELIMIT_STORAGE_OPTIONS = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
+            try:
+                parsed = redis_url.parse(self.REDIS_URL)
+            except redis_url.BadRedisURL:
+                return
+            self.RATELIMIT_STORAGE_URI = parsed.limiter_uri()
+            self.RATELIMIT_STORAGE_OPTIONS.update(parsed.limiter_options())
 
     def validate(self):
         """Raise ConfigError for a configuration this environment must refuse."""
