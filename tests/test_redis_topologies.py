@@ -138,6 +138,16 @@ class Poller(threading.Thread):
             time.sleep(0.02)
 
 
+def wait_until_served(pollers, since, timeout=30):
+    """Until every poller got a 200 a second or more after ``since``, then one more second."""
+    deadline = since + timeout
+    while time.monotonic() < deadline:
+        if all(any(t > since + 1 and status == 200 for t, status in poller.seen) for poller in pollers):
+            break
+        time.sleep(0.1)
+    time.sleep(1)
+
+
 def test_failover_fails_closed_and_serves_again_without_restart(topology, servers):
     a, b = servers
     user, live = LiveAuth(a.url).user("failover")
@@ -157,13 +167,7 @@ def test_failover_fails_closed_and_serves_again_without_restart(topology, server
 
     killed_at = time.monotonic()
     topology.kill(primary.connection_pool.connection_kwargs["port"])
-    deadline = killed_at + 30
-    while time.monotonic() < deadline:
-        if all(any(t > killed_at + 1 and status == 200 for t, status in poller.seen)
-               for poller in pollers[::2]):
-            break
-        time.sleep(0.1)
-    time.sleep(1)
+    wait_until_served(pollers[::2], killed_at)
     for poller in pollers:
         poller.stop.set()
         poller.join()
