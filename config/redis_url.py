@@ -38,7 +38,10 @@ class RedisURL:
 
     def limiter_uri(self) -> str:
         """The URL as the ``limits`` library reads it: it takes the whole path
-        of a sentinel URL as the service name, so the db goes in the options."""
+        of a sentinel URL as the service name, so the db goes in the options;
+        a cluster's storage is made at first use (authapi.ratelimit_storage)."""
+        if self.kind == "cluster":
+            return "authapi+" + self.url
         if self.kind != "sentinel":
             return self.url
         netloc = urlsplit(self.url).netloc

@@ -8,6 +8,7 @@ behind the ``redis_topologies`` marker, which .ci/run selects."""
 
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 import requests
@@ -31,21 +32,29 @@ def topology(request, tmp_path_factory):
         started.stop()
 
 
-@pytest.fixture(scope="module")
-def servers(topology, postgres_url, tmp_path_factory):
-    """Two gunicorns (two workers each) on PostgreSQL and the topology."""
-    env = base_env(postgres_url, topology.url, LOCKOUT_THRESHOLD=3, EMAIL_RESEND_SECONDS=60)
+@contextmanager
+def two_servers(env, tmp_path_factory, workers=2, empty=True):
+    """Two gunicorns on ``env``, the database migrated (and emptied) first."""
     started = []
     try:
         for name in ("a", "b"):
-            server = Server(env, tmp_path_factory.mktemp("gunicorn") / f"{name}.log", workers=2)
-            if not started:
+            server = Server(env, tmp_path_factory.mktemp("gunicorn") / f"{name}.log", workers=workers)
+            if empty and not started:
                 reset_database(create_app("testing", environ=server.migrate().env))
             started.append(server.start())
         yield started
     finally:
         for server in started:
             server.stop()
+
+
+@pytest.fixture(scope="module")
+def servers(topology, postgres_url, tmp_path_factory):
+    """Two gunicorns (two workers each) on PostgreSQL and the topology, rate
+    limits off (so the commands counted are authapi's own)."""
+    env = base_env(postgres_url, topology.url, LOCKOUT_THRESHOLD=3, EMAIL_RESEND_SECONDS=60)
+    with two_servers(env, tmp_path_factory) as started:
+        yield started
 
 
 def me(server, token) -> int:
@@ -100,6 +109,17 @@ def test_lockout_and_email_reservation_across_two_servers(topology, servers):
     for server in (a, b):  # the second within EMAIL_RESEND_SECONDS is capped, not a 500
         forgot = requests.post(server.url + "/auth/password/forgot", json={"email": user["email"]}, timeout=10)
         assert forgot.status_code < 500, forgot.text
+
+
+def test_a_rate_limit_is_counted_once_across_two_servers(topology, servers, postgres_url, tmp_path_factory):
+    env = base_env(postgres_url, topology.url, RATELIMIT_ENABLED="true", RATELIMIT_FORGOT="3 per hour")
+    # Beside ``servers``, on its database as it is (its users' ids stay theirs).
+    with two_servers(env, tmp_path_factory, workers=1, empty=False) as (a, b):
+        statuses = [requests.post(server.url + "/auth/password/forgot", timeout=10,
+                                  json={"email": "nobody@example.com"}).status_code
+                    for server in (a, b, a, b)]
+
+    assert statuses == [202, 202, 202, 429]
 
 
 def test_the_revocation_check_is_one_command_on_the_users_node(topology, servers):

@@ -1,7 +1,7 @@
 """REDIS_URL's three forms (API.md §5; config.redis_url): what each configures
 for the store and for flask-limiter, the malformed ones refused with one line
-that never shows a password, and production starting while a Sentinel group is
-down. The real topologies are in test_redis_topologies.py."""
+that never shows a password, and production starting while a Sentinel group or a
+Cluster is down. The real topologies are in test_redis_topologies.py."""
 
 import pytest
 
@@ -37,7 +37,8 @@ def test_cluster_url_gives_its_nodes():
     parsed = parse("redis+cluster://:pw@a:7000,b:7001")
 
     assert (parsed.kind, parsed.hosts, parsed.password) == ("cluster", [("a", 7000), ("b", 7001)], "pw")
-    assert parsed.limiter_uri() == "redis+cluster://:pw@a:7000,b:7001"
+    # limits' cluster storage, made at first use (authapi.ratelimit_storage).
+    assert parsed.limiter_uri() == "authapi+redis+cluster://:pw@a:7000,b:7001"
 
 
 def test_config_derives_the_limiter_storage_from_the_one_url(tmp_path):
@@ -78,10 +79,10 @@ def test_malformed_url_refused_at_start_with_one_line_and_no_password(tmp_path, 
     assert "hunter2secret" not in result.stderr + result.stdout
 
 
-# Not a Cluster: flask-limiter's storage (limits' RedisClusterStorage) reads
-# the slot map when the app is made, and refuses to start without a node.
-def test_production_starts_while_the_sentinels_are_down(tmp_path):
-    env = production_env(tmp_path, REDIS_URL=f"redis+sentinel://127.0.0.1:{free_port()}/mymaster/1")
+@pytest.mark.parametrize("form", ["redis+sentinel://127.0.0.1:{port}/mymaster/1",
+                                  "redis+cluster://127.0.0.1:{port}"])
+def test_production_starts_while_sentinels_or_cluster_are_down(tmp_path, form):
+    env = production_env(tmp_path, REDIS_URL=form.format(port=free_port()))
 
     result = import_wsgi(env, "import wsgi; print(wsgi.app.config['RATELIMIT_STORAGE_URI'])")
 
