@@ -1,7 +1,7 @@
 """authapi on a Redis Sentinel group and on a Redis Cluster (API.md §5, §7;
 issue 19), real ones from the installed redis-server (tests/topologies.py),
-through two real gunicorns sharing them: the core flows, lockout and the
-email reservation across both; the revocation check's one command, counted on
+through two real gunicorns sharing them: the core flows, lockout, the email
+reservation and a rate limit across both; the revocation check's one command, counted on
 the nodes; a primary killed with kill -9 while a revoked token and a live one
 are polled. Slow (a cluster takes ~10 s to form, each failover seconds):
 behind the ``redis_topologies`` marker, which .ci/run selects."""
