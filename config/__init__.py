@@ -61,6 +61,20 @@ def engine_options(url: str | None) -> dict:
     }
 
 
+def limiter_storage(url: str | None) -> tuple[str, dict]:
+    """flask-limiter's storage URI and options from the one REDIS_URL, read by
+    config.redis_url (limits takes a sentinel URL's db as an option). A URL
+    that validate() will refuse is passed as it is: derive runs first."""
+    if not url:
+        return "memory://", {}
+    options = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
+    try:
+        parsed = redis_url.parse(url)
+    except redis_url.BadRedisURL:
+        return url, options
+    return parsed.limiter_uri(), {**options, **parsed.limiter_options()}
+
+
 class Config:
     """The settings of one environment, read from ``environ`` by the table when
     instantiated. ``app.config`` gets every upper-case attribute: the table's
@@ -115,19 +129,7 @@ class Config:
         self.JWT_ENCODE_AUDIENCE = self.JWT_DECODE_AUDIENCE = self.JWT_AUDIENCE
         # flask-limiter: Redis shares the counts between workers and hosts; only
         # the development fallback (no REDIS_URL) counts in process memory.
-        # One REDIS_URL for both, read by config.redis_url (limits takes a
-        # sentinel URL's db as an option). A URL validate() refuses is left as
-        # is here: derive runs before validate.
-        self.RATELIMIT_STORAGE_URI = self.REDIS_URL or "memory://"
-        self.RATELIMIT_STORAGE_OPTIONS = {}
-        if self.REDIS_URL:
-            self.RATELIMIT_STORAGE_OPTIONS = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
-            try:
-                parsed = redis_url.parse(self.REDIS_URL)
-            except redis_url.BadRedisURL:
-                return
-            self.RATELIMIT_STORAGE_URI = parsed.limiter_uri()
-            self.RATELIMIT_STORAGE_OPTIONS.update(parsed.limiter_options())
+        self.RATELIMIT_STORAGE_URI, self.RATELIMIT_STORAGE_OPTIONS = limiter_storage(self.REDIS_URL)
 
     def validate(self):
         """Raise ConfigError for a configuration this environment must refuse."""
