@@ -248,5 +248,8 @@ def register_error_handlers(app):
     # Any Redis failure, not only a lost connection: a Redis out of memory or
     # read-only after a failover cannot record a revocation or a failed login.
     app.register_error_handler(redis.exceptions.RedisError, handle_unavailable)
+    # redis-py's cluster errors outside RedisError (no node for a slot while a
+    # Cluster fails over); the store turns its own into ConnectionError.
+    app.register_error_handler(redis.exceptions.RedisClusterException, handle_unavailable)
     app.register_error_handler(DBAPIError, handle_database_error)
     app.register_error_handler(Exception, handle_unexpected)

@@ -15,6 +15,8 @@ import time
 from flask import current_app, request
 from flask_limiter import Limiter
 
+from . import ratelimit_storage  # noqa: F401 (registers its scheme with limits)
+
 # endpoint -> the setting holding its limit; any other endpoint: DEFAULT_LIMIT.
 ENDPOINT_LIMITS = {
     "auth.register": "RATELIMIT_REGISTER",

@@ -1,4 +1,4 @@
-"""The shared key-value store: revocation marks and lockout counters.
+"""The shared key-value store: revocation marks, lockout counters, reservations.
 
 Redis in every real deployment; an in-process stand-in for development without
 ``REDIS_URL``. Besides plain gets, sets and counters, ``write_marks`` is the one
@@ -12,8 +12,10 @@ import time
 
 import redis
 from flask import current_app
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+
+from config import redis_url
+
+from .redis_clients import connect, with_cluster_errors
 
 # write_marks in one atomic step. KEYS: the user key, the guard key (the user
 # key again when unguarded), then the marks; ARGV: cut-off, its ttl, create
@@ -42,32 +44,60 @@ return ''
 """
 
 
+# A counter's increment and its new life, one key, atomic (a script rather
+# than MULTI: one slot whatever the topology, one round trip).
+INCR = """
+local count = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return count
+"""
+
+# Set KEYS[1] unless set; nil when this call set it, else the value held.
+RESERVE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return false end
+return redis.call('GET', KEYS[1])
+"""
+
+
 class RedisStore:
+    """The store on Redis, whichever form REDIS_URL takes (config.redis_url).
+
+    On a Cluster every command and script here touches one hash slot: scripts
+    and MGET take keys of one slot (a user's keys share the ``{u:ID}`` tag),
+    the other keys go one by one through a pipeline, which redis-py splits
+    by node. The client is made at first use: a Cluster client reads the slot
+    map when made, and the app must start while Redis is down (API.md §5)."""
+
     def __init__(self, url: str):
-        # Short timeouts: a token check that cannot reach Redis must fail closed
-        # quickly (503), not hold a worker for the OS's TCP timeout. One
-        # immediate retry replaces a pooled connection that a restarted Redis
-        # dropped; redis-py's default (3 retries with backoff) held every
-        # request 4 s before its 503 while Redis was down.
-        self.client = redis.Redis.from_url(
-            url,
-            socket_timeout=1.0,
-            socket_connect_timeout=1.0,
-            health_check_interval=30,
-            retry=Retry(NoBackoff(), 1),
-            decode_responses=True,
-        )
-        self._write_marks = self.client.register_script(WRITE_MARKS)
+        self.url = redis_url.parse(url)
+        self._client = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self):
+        with self._lock:
+            if self._client is None:
+                client = with_cluster_errors(connect, self.url)
+                self._scripts = {name: client.register_script(source) for name, source in
+                                 (("write_marks", WRITE_MARKS), ("incr", INCR), ("reserve", RESERVE))}
+                self._client = client
+            return self._client
+
+    def _run(self, script: str, keys: list[str], args: list) -> object:
+        """One of the scripts, on keys of one hash slot."""
+        self.client  # made (and the scripts registered) at first use
+        return with_cluster_errors(self._scripts[script], keys=keys, args=args)
 
     def get_many(self, keys: list[str]) -> list[str | None]:
-        return self.client.mget(keys)
+        """The values of keys of one hash slot, in one command."""
+        return with_cluster_errors(self.client.mget, keys)
 
     def set_many(self, entries: list[tuple[str, str, int]]) -> None:
-        """Set (key, value, ttl seconds) entries in one round trip."""
+        """Set (key, value, ttl seconds) entries in one round trip (per node)."""
         pipe = self.client.pipeline(transaction=False)
         for key, value, ttl in entries:
             pipe.set(key, value, ex=_seconds(ttl))
-        pipe.execute()
+        with_cluster_errors(pipe.execute)
 
     def write_marks(self, user_key, marks, cutoff, cutoff_ttl, *, create=False, guard=None):
         """Set the marks (key, ttl), then raise the user's cut-off to at least
@@ -75,35 +105,35 @@ class RedisStore:
         trip. The user key is created only with ``create``. With ``guard`` (a
         key), nothing is written unless that key still exists, and it is
         deleted. Returns None when the guard was gone, "" when the user key
-        does not exist afterwards, else the cut-off it holds."""
+        does not exist afterwards, else the cut-off it holds. Every key must
+        share the user's hash tag."""
         keys = [user_key, guard or user_key, *(key for key, _ in marks)]
         args = [int(cutoff), _seconds(cutoff_ttl), int(create), int(guard is not None)]
-        return self._write_marks(keys=keys, args=args + [_seconds(ttl) for _, ttl in marks])
+        return self._run("write_marks", keys, args + [_seconds(ttl) for _, ttl in marks])
 
     def incr(self, key: str, ttl: int) -> int:
         """Add one to a counter and (re)start its life of ``ttl`` seconds, in
         one atomic round trip. Returns the new count."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.incr(key)
-        pipe.expire(key, _seconds(ttl))
-        count, _ = pipe.execute()
-        return int(count)
+        return int(self._run("incr", [key], [_seconds(ttl)]))
 
     def reserve(self, key: str, value: str, ttl: int) -> str | None:
         """Set ``key`` for ``ttl`` seconds unless it is set, in one atomic
         round trip. Returns None when this call set it, else the value held."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.set(key, value, nx=True, ex=max(int(ttl), 1))
-        pipe.get(key)
-        claimed, held = pipe.execute()
-        return None if claimed else held
+        return self._run("reserve", [key], [value, max(int(ttl), 1)])
 
     def delete(self, *keys: str) -> None:
+        """Delete keys of any slots: one DEL each, in one pipeline."""
         if keys:
-            self.client.delete(*keys)
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.delete(key)
+            with_cluster_errors(pipe.execute)
 
     def ping(self) -> bool:
-        return bool(self.client.ping())
+        """Every primary answers (a Cluster's replicas serve nothing here)."""
+        if isinstance(self.client, redis.RedisCluster):
+            return bool(with_cluster_errors(self.client.ping, target_nodes=redis.RedisCluster.PRIMARIES))
+        return bool(with_cluster_errors(self.client.ping))
 
 
 class MemoryStore:

@@ -12,6 +12,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+from . import redis_url
 from .setting import ConfigError
 from .table import ASYMMETRIC_ALGORITHMS, SETTINGS, SYMMETRIC_ALGORITHMS
 
@@ -58,6 +59,20 @@ def engine_options(url: str | None) -> dict:
         "max_overflow": 10,
         "hide_parameters": True,
     }
+
+
+def limiter_storage(url: str | None) -> tuple[str, dict]:
+    """flask-limiter's storage URI and options from the one REDIS_URL, read by
+    config.redis_url (limits takes a sentinel URL's db as an option). A URL
+    that validate() will refuse is passed as it is: derive runs first."""
+    if not url:
+        return "memory://", {}
+    options = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
+    try:
+        parsed = redis_url.parse(url)
+    except redis_url.BadRedisURL:
+        return url, options
+    return parsed.limiter_uri(), {**options, **parsed.limiter_options()}
 
 
 class Config:
@@ -114,10 +129,7 @@ class Config:
         self.JWT_ENCODE_AUDIENCE = self.JWT_DECODE_AUDIENCE = self.JWT_AUDIENCE
         # flask-limiter: Redis shares the counts between workers and hosts; only
         # the development fallback (no REDIS_URL) counts in process memory.
-        self.RATELIMIT_STORAGE_URI = self.REDIS_URL or "memory://"
-        self.RATELIMIT_STORAGE_OPTIONS = (
-            {"socket_timeout": 1.0, "socket_connect_timeout": 1.0} if self.REDIS_URL else {}
-        )
+        self.RATELIMIT_STORAGE_URI, self.RATELIMIT_STORAGE_OPTIONS = limiter_storage(self.REDIS_URL)
 
     def validate(self):
         """Raise ConfigError for a configuration this environment must refuse."""

@@ -9,11 +9,11 @@ docs/configuration.md``; the app reads it as ``app.config["<NAME>"]``."""
 import os
 import re
 import secrets
-from urllib.parse import urlparse
 
 from limits import parse_many
 from sqlalchemy.engine import make_url
 
+from . import redis_url
 from .setting import REQUIRED, Generated, Setting, boolean, comma_list, integer, optional, text
 
 SYMMETRIC_ALGORITHMS = {"HS256", "HS384", "HS512"}
@@ -83,8 +83,12 @@ def database(name, value, settings):
 
 
 def redis(name, value, settings):
-    if value and urlparse(value).scheme not in {"redis", "rediss", "unix"}:
-        return f"{name} is not a Redis URL like redis://host:6379/0"
+    try:
+        if value:
+            redis_url.parse(value)
+    except redis_url.BadRedisURL as error:
+        return (f"{name} is not a Redis URL like redis://host:6379/0, "
+                f"redis+sentinel://host:26379/mymaster or redis+cluster://host:7000: {error}")
 
 
 def no_console_in_production(name, value, settings):
@@ -121,7 +125,9 @@ SECTIONS = (
         S("DATABASE_URL", optional, "sqlite:///instance/authapi.db", "any SQLAlchemy URL; "
           "`postgres://` is accepted; a relative SQLite path starts at the working directory",
           database, production=REQUIRED),
-        S("REDIS_URL", optional, None, "revocation marks, rate limits and lockout; unset: an "
+        S("REDIS_URL", optional, None, "revocation marks, rate limits and lockout; one server "
+          "`redis://` or `rediss://`, Sentinel `redis+sentinel://[:password@]host:port[,...]/"
+          "<service>[/db]`, Cluster `redis+cluster://host:port[,...]`; unset: an "
           "in-process store stands in, for one process only", redis, production=REQUIRED),
     )),
     ("Tokens", (
