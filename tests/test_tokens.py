@@ -13,7 +13,7 @@ from .conftest import (
     PASSWORD, AuthActions, assert_refused, bearer, claims_of, error_code, me, refresh, sign,
 )
 
-ACCESS_CLAIMS = ("sub", "jti", "type", "iat", "nbf", "exp", "role", "sid")
+ACCESS_CLAIMS = ("sub", "jti", "type", "iat", "nbf", "exp", "role", "sid", "amr")
 REFRESH_CLAIMS = ("sub", "jti", "type", "iat", "exp", "sid")
 NOT_REDIS = "redis://127.0.0.1:1/0"  # a closed port
 
