@@ -159,7 +159,7 @@ def verify_email(data):
 @bp.post("/login/mfa")
 @refusals(401)
 @cookies.refuse_foreign_origins
-@bp.arguments(LoginMfaIn, location="json_or_form")
+@bp.arguments(LoginMfaIn)
 @bp.response(200, TokenPairOut)
 def login_mfa(data):
     return cookies.deliver_token_pair(mfa.complete_login(data["mfa_token"], data["code"], **client_info()))

@@ -417,3 +417,18 @@ def test_metrics_count_mfa_required_and_the_second_step(client, enrolled, clock)
     assert count("mfa_required") == required + 2
     assert count("success") == success + 1
     assert count("invalid_credentials") == wrong + 1
+
+
+def test_the_second_step_sets_cookies_in_browser_mode(make_app, clock):
+    from tests.clients import AuthActions
+
+    client = make_app(REFRESH_TOKEN_COOKIE="true").test_client()
+    user, pair = AuthActions(client).user()
+    secret, _ = enrol(client, pair, clock)
+    mfa_token = first_step(client, user["username"])
+    done = second_step(client, mfa_token, code(secret, clock))
+    assert done.status_code == 200, done.get_json()
+    assert "refresh_token" not in done.get_json() and "device_token" not in done.get_json()
+    cookies = " ".join(done.headers.getlist("Set-Cookie"))
+    assert "refresh_token_cookie=" in cookies and "device_token=" in cookies
+    assert claims_of(done.get_json()["access_token"])["amr"] == ["pwd", "otp", "mfa"]
