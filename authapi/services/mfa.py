@@ -33,6 +33,7 @@ MFA_TOKEN_TTL = 300
 MAX_CODES_PER_TOKEN = 5
 ENROLMENT_TTL = timedelta(minutes=10)
 WRONG_CODE = "The code is wrong or was already used."
+CODE_NEEDED = "A code from your authenticator app, or a recovery code, is required."
 
 
 # ---------------------------------------------------------------- codes
@@ -72,7 +73,7 @@ def require_code(user: User, code: str | None) -> None:
     """Check a code of a user whose TOTP is on (management, step-up).
     Raises ValidationFailed naming ``code``, RateLimited."""
     if not code:
-        raise errors.ValidationFailed(details={"code": ["A code from your authenticator app or a recovery code is required."]})
+        raise errors.ValidationFailed(details={"code": [CODE_NEEDED]})
     lockout.count_code_check(user.id)
     if not _accept_code(user, code):
         current_app.logger.info("wrong second-factor code", extra={"event": "mfa_code_failed", "user_id": user.id})

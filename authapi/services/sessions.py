@@ -74,11 +74,13 @@ def rotate_refresh_token(user: User, claims: dict) -> dict:
             AuthSession.expires_at > now,
         )
         .values(refresh_jti=new_jti, last_used_at=now, expires_at=now + _refresh_ttl())
+        # The session's own amr, in the same statement: a refresh keeps how
+        # its login was made.
+        .returning(AuthSession.amr)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount == 1:
-        # The session's own amr: a refresh keeps how its login was made.
-        amr = db.session.scalar(select(AuthSession.amr).where(AuthSession.id == claims["sid"]))
+    amr = result.scalar_one_or_none()
+    if amr is not None:
         db.session.commit()
         return issue_token_pair(user, claims["sid"], new_jti, amr.split())
     db.session.rollback()
