@@ -7,10 +7,17 @@ from . import cookies
 from .docs import bearer, refusals
 from .extensions import Blueprint, read_only
 from .schemas import (
+    CodeIn,
     EmptyIn,
     ForgotPasswordIn,
     LoginIn,
+    LoginMfaIn,
     MessageOut,
+    MfaStatusOut,
+    PasswordCodeIn,
+    PasswordConfirmIn,
+    RecoveryCodesOut,
+    TotpSetupOut,
     PasswordChangeIn,
     RefreshIn,
     RegisterIn,
@@ -20,7 +27,7 @@ from .schemas import (
     UserOut,
     VerifyEmailIn,
 )
-from .services import accounts, recovery, sessions
+from .services import accounts, mfa, recovery, sessions
 
 bp = Blueprint("auth", __name__, url_prefix="/auth", description="Accounts, tokens and sessions")
 
@@ -144,3 +151,64 @@ def request_email_verification(data):
 @bp.response(200, UserOut)
 def verify_email(data):
     return recovery.verify_email(data["token"])
+
+
+# ---------------------------------------------------------------- two-factor (API.md §8)
+
+
+@bp.post("/login/mfa")
+@refusals(401)
+@cookies.refuse_foreign_origins
+@bp.arguments(LoginMfaIn)
+@bp.response(200, TokenPairOut)
+def login_mfa(data):
+    return cookies.deliver_token_pair(mfa.complete_login(data["mfa_token"], data["code"], **client_info()))
+
+
+@bp.get("/mfa")
+@read_only
+@jwt_required()
+@bearer("access")
+@bp.response(200, MfaStatusOut)
+def mfa_status():
+    return mfa.status(current_user)
+
+
+@bp.post("/mfa/totp/setup")
+@refusals(409)
+@jwt_required()
+@bearer("access")
+@bp.arguments(PasswordConfirmIn)
+@bp.response(200, TotpSetupOut)
+def totp_setup(data):
+    return mfa.start_setup(current_user, data["password"])
+
+
+@bp.post("/mfa/totp/confirm")
+@refusals(409)
+@jwt_required()
+@bearer("access")
+@bp.arguments(CodeIn)
+@bp.response(200, RecoveryCodesOut)
+def totp_confirm(data):
+    return {"recovery_codes": mfa.confirm(current_user, data["code"], get_jwt()["sid"])}
+
+
+@bp.delete("/mfa/totp")
+@refusals(409)
+@jwt_required()
+@bearer("access")
+@bp.arguments(PasswordCodeIn)
+@bp.response(204)
+def totp_disable(data):
+    mfa.disable(current_user, data["password"], data["code"])
+
+
+@bp.post("/mfa/recovery-codes")
+@refusals(409)
+@jwt_required()
+@bearer("access")
+@bp.arguments(PasswordCodeIn)
+@bp.response(200, RecoveryCodesOut)
+def recovery_codes(data):
+    return {"recovery_codes": mfa.regenerate_recovery_codes(current_user, data["password"], data["code"])}

@@ -153,6 +153,16 @@ def delete_user(email, yes):
     click.echo(f"Deleted {email}.")
 
 
+@users_cli.command("reset-mfa")
+@click.argument("email")
+@reports_errors
+def reset_mfa(email):
+    """Turn a user's two-factor authentication off (lost device); end their sessions."""
+    user = admin.get_user_by_email(email)
+    admin.reset_mfa(ACTOR, user)
+    click.echo(f"Two-factor authentication of {user.email} is off; their sessions have ended.")
+
+
 @sessions_cli.command("purge")
 @reports_errors
 def purge_sessions():

@@ -34,6 +34,10 @@ class ErrorBodyOut(Schema):
         values=fields.List(fields.String()),
         metadata={"description": "For validation errors: field name -> messages."},
     )
+    mfa_token = fields.String(
+        metadata={"description": "`mfa_required` only: the token for POST /auth/login/mfa (API.md §8)."}
+    )
+    expires_in = fields.Integer(metadata={"description": "`mfa_required` only: seconds the mfa_token lives."})
 
 
 class ErrorOut(Schema):

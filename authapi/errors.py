@@ -25,11 +25,14 @@ class APIError(Exception):
     code = "bad_request"
     message = "The request could not be processed."
 
-    def __init__(self, message=None, details=None, headers=None):
+    def __init__(self, message=None, details=None, headers=None, extra=None):
         super().__init__(message or self.message)
         self.message = message or self.message
         self.details = details
         self.headers = headers or {}
+        # Fields of the error object beyond code, message and details (only
+        # mfa_required's second-step token, API.md §8).
+        self.extra = extra or {}
 
 
 class BadRequest(APIError):
@@ -70,6 +73,25 @@ class Forbidden(APIError):
 
 class EmailNotVerified(APIError):
     status, code, message = 403, "email_not_verified", "Verify your email address before logging in."
+
+
+class MfaRequired(APIError):
+    status, code, message = (
+        403,
+        "mfa_required",
+        "A second factor is required: send a code with this mfa_token to /auth/login/mfa.",
+    )
+
+    def __init__(self, mfa_token: str, expires_in: int):
+        super().__init__(extra={"mfa_token": mfa_token, "expires_in": expires_in})
+
+
+class MfaEnrollmentRequired(APIError):
+    status, code, message = (
+        403,
+        "mfa_enrollment_required",
+        "Admin endpoints need a login with a second factor: turn TOTP on and log in again.",
+    )
 
 
 class NotFound(APIError):
@@ -156,17 +178,18 @@ def catalogue() -> dict[int, dict[str, str]]:
     return entries
 
 
-def envelope(code, message, details=None) -> dict:
+def envelope(code, message, details=None, extra=None) -> dict:
     """The body of every error answer, in the one shape of API.md §1."""
     body = {"code": code, "message": message}
     if details:
         body["details"] = details
+    body.update(extra or {})
     return {"error": body}
 
 
-def error_response(status, code, message, details=None, headers=None):
+def error_response(status, code, message, details=None, headers=None, extra=None):
     """Build every error response of the API."""
-    response = jsonify(envelope(code, message, details))
+    response = jsonify(envelope(code, message, details, extra))
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
@@ -196,7 +219,7 @@ def _as_list(value):
 
 
 def handle_api_error(error: APIError):
-    return error_response(error.status, error.code, error.message, error.details, error.headers)
+    return error_response(error.status, error.code, error.message, error.details, error.headers, error.extra)
 
 
 def handle_http_exception(error: HTTPException):

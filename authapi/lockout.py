@@ -19,6 +19,9 @@ can type reaches another kind's keys:
   out of a device it logged in from. ``LOCKOUT_THRESHOLD`` failures in a row
   void the device token (services/devices.py); the count lives as long as a
   device token can.
+- second-factor codes of a user (the second login step and every step-up
+  code, API.md §8), ``authapi:lockout:code:<user id>``: one count per user
+  across mfa_tokens, so fresh mfa_tokens give no fresh guesses.
 
 Each failure keeps the count alive for another ``LOCKOUT_SECONDS``; the failure
 that reaches the threshold locks for ``LOCKOUT_SECONDS``, during which even the
@@ -47,6 +50,11 @@ def login_keys(login: str) -> tuple[str, str]:
 def password_check_keys(user_id: int) -> tuple[str, str]:
     """The failure count and lock keys of a user's current-password checks."""
     return f"authapi:lockout:password:{int(user_id)}:n", f"authapi:lockout:password:{int(user_id)}:until"
+
+
+def code_check_keys(user_id: int) -> tuple[str, str]:
+    """The failure count and lock keys of a user's second-factor codes."""
+    return f"authapi:lockout:code:{int(user_id)}:n", f"authapi:lockout:code:{int(user_id)}:until"
 
 
 def device_key(token_hash: str) -> str:
@@ -96,6 +104,16 @@ def count_password_check(user_id: int) -> None:
 def clear_password_checks(user_id: int) -> None:
     """Forget the failed current-password checks of a user."""
     _clear(list(password_check_keys(user_id)))
+
+
+def count_code_check(user_id: int) -> None:
+    """Count a second-factor code of a user before checking it. Raises RateLimited."""
+    _count_attempt(*code_check_keys(user_id), user_id=user_id)
+
+
+def clear_code_checks(user_id: int) -> None:
+    """Forget the wrong second-factor codes of a user (a code was right)."""
+    _clear(list(code_check_keys(user_id)))
 
 
 def _count_attempt(count_key: str, lock_key: str, user_id: int | None) -> None:

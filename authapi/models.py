@@ -4,6 +4,7 @@ import uuid
 from datetime import datetime, timezone
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -66,10 +67,23 @@ class User(db.Model):
     # per-request check; this copy lets the marks be rebuilt after Redis lost
     # its data (API.md §7).
     tokens_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Two-factor authentication (API.md §8). The TOTP secrets are Fernet tokens
+    # (authapi.totp.encrypt), never the base32 secret itself.
+    totp_secret: Mapped[str | None] = mapped_column(String(255))
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The last time step a code was accepted for: a code is accepted once, by
+    # ``UPDATE ... WHERE totp_last_step < :step`` (services/mfa.py).
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    totp_pending_secret: Mapped[str | None] = mapped_column(String(255))
+    totp_pending_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     sessions: Mapped[list["AuthSession"]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
     )
+
+    @property
+    def mfa_enabled(self) -> bool:
+        return self.totp_enabled_at is not None
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.username}>"
@@ -97,6 +111,9 @@ class AuthSession(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     user_agent: Mapped[str | None] = mapped_column(String(255))
     ip: Mapped[str | None] = mapped_column(String(45))
+    # How the login was made (RFC 8176 methods, space-separated): every token
+    # of the session carries it as ``amr``, refreshes included.
+    amr: Mapped[str] = mapped_column(String(64), default="pwd", server_default="pwd")
 
     user: Mapped[User] = relationship(back_populates="sessions")
 
@@ -146,3 +163,18 @@ class DeviceToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RecoveryCode(db.Model):
+    """One of a user's ten recovery codes (API.md §8), stored only as the
+    SHA-256 of its normalised form. No salt or slow hash is needed: each code
+    carries 80 random bits, so even a fast hash cannot be searched."""
+
+    __tablename__ = "recovery_codes"
+    __table_args__ = (Index("ix_recovery_codes_user_hash", "user_id", "code_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -2,7 +2,8 @@
 
 from functools import wraps
 
-from flask_jwt_extended import current_user
+from flask import current_app
+from flask_jwt_extended import current_user, get_jwt
 
 from . import errors
 
@@ -15,6 +16,10 @@ def role_required(role: str):
         def wrapper(*args, **kwargs):
             if current_user.role != role:
                 raise errors.Forbidden("This needs the admin role.")
+            # API.md §8: only the admin endpoints; the user's own (enrolment
+            # included) stay open, and the CLI is no view.
+            if role == "admin" and current_app.config["REQUIRE_MFA_FOR_ADMINS"] and "mfa" not in get_jwt()["amr"]:
+                raise errors.MfaEnrollmentRequired()
             return view(*args, **kwargs)
 
         return wrapper

@@ -1,7 +1,7 @@
 """Rate limits per client address: which limit each endpoint has, where it is
 counted, the headers that describe it, and the one ``Retry-After`` of every 429.
 
-Every endpoint is limited per endpoint: the three named in ``ENDPOINT_LIMITS``
+Every endpoint is limited per endpoint: those named in ``ENDPOINT_LIMITS``
 by their own setting, everything else by ``RATELIMIT_DEFAULT``; the health
 probes are exempt. Counts live in Redis, so every worker and host shares them.
 When Redis cannot be reached the limiter counts in process memory until it is
@@ -21,6 +21,8 @@ from . import ratelimit_storage  # noqa: F401 (registers its scheme with limits)
 ENDPOINT_LIMITS = {
     "auth.register": "RATELIMIT_REGISTER",
     "auth.login": "RATELIMIT_LOGIN",
+    # The second login step (API.md §8): the login's limit, counted apart.
+    "auth.login_mfa": "RATELIMIT_LOGIN",
     "auth.forgot_password": "RATELIMIT_FORGOT",
 }
 DEFAULT_LIMIT = "RATELIMIT_DEFAULT"

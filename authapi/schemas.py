@@ -235,9 +235,18 @@ class EmptyIn(Schema):
     """For endpoints that take no body: any field sent is unknown."""
 
 
+CODE_MAX_LENGTH = 64  # a TOTP code or a recovery code, with room for spaces and dashes
+
+
+def code_field(**kwargs):
+    """A TOTP code or a recovery code (API.md §8); needed for step-up while TOTP is on."""
+    return Text(validate=validate.Length(max=CODE_MAX_LENGTH), **kwargs)
+
+
 class PasswordChangeIn(Schema):
     current_password = Text(required=True, validate=validate.Length(max=PASSWORD_MAX_LENGTH))
     new_password = password_field(required=True)
+    code = code_field()
 
 
 class ProfilePatchIn(Schema):
@@ -245,10 +254,28 @@ class ProfilePatchIn(Schema):
     username = username_field()
     email = Email()
     current_password = Text(validate=validate.Length(max=PASSWORD_MAX_LENGTH))
+    code = code_field()
 
 
 class PasswordConfirmIn(Schema):
     password = Text(required=True, validate=validate.Length(max=PASSWORD_MAX_LENGTH))
+
+
+class AccountDeleteIn(PasswordConfirmIn):
+    code = code_field()
+
+
+class CodeIn(Schema):
+    code = code_field(required=True)
+
+
+class PasswordCodeIn(PasswordConfirmIn):
+    code = code_field(required=True)
+
+
+class LoginMfaIn(Schema):
+    mfa_token = token_field()
+    code = code_field(required=True)
 
 
 # ---------------------------------------------------------------- responses
@@ -262,6 +289,7 @@ class UserOut(Schema):
     role = fields.String()
     is_active = fields.Boolean()
     is_verified = fields.Boolean()
+    mfa_enabled = fields.Boolean()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
     last_login_at = fields.DateTime(allow_none=True)
@@ -301,3 +329,19 @@ class SessionListOut(Schema):
 
 class MessageOut(Schema):
     message = fields.String()
+
+
+class MfaStatusOut(Schema):
+    totp = fields.Boolean()
+    recovery_codes_left = fields.Integer()
+    passkeys = fields.Integer()
+
+
+class TotpSetupOut(Schema):
+    secret = fields.String(metadata={"description": "Base32, no padding: for typing into an app."})
+    otpauth_uri = fields.String()
+    qr_svg = fields.String(metadata={"description": "The otpauth URI as a QR code, an SVG document."})
+
+
+class RecoveryCodesOut(Schema):
+    recovery_codes = fields.List(fields.String(), metadata={"description": "Shown once; each works once."})

@@ -19,19 +19,31 @@ MAX_ID = 2**31 - 1
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 REQUIRED_CLAIMS = {
-    "access": {"sub", "jti", "type", "iat", "nbf", "exp", "role", "sid"},
+    "access": {"sub", "jti", "type", "iat", "nbf", "exp", "role", "sid", "amr"},
     "refresh": {"sub", "jti", "type", "iat", "exp", "sid"},
 }
 
 
-def issue_token_pair(user: User, session_id: str, refresh_jti: str) -> dict:
-    """An access and a refresh token for the login session ``session_id``."""
+# RFC 8176 authentication methods of a login (API.md §2): a password alone,
+# or a password and a one-time code (TOTP or recovery code) as two factors.
+PASSWORD_AMR = ("pwd",)
+MFA_AMR = ("pwd", "otp", "mfa")
+AMR_METHODS = {"pwd", "otp", "mfa", "hwk", "user"}
+
+
+def amr_of(login_session) -> list[str]:
+    """The ``amr`` claim of a login session's tokens (stored space-separated)."""
+    return login_session.amr.split()
+
+
+def issue_token_pair(user: User, session_id: str, refresh_jti: str, amr) -> dict:
+    """An access and a refresh token for the login session ``session_id``,
+    whose login was made with the methods ``amr``."""
     identity = str(user.id)
     config = current_app.config
+    claims = {"role": user.role, "sid": session_id, "amr": list(amr)}
     return {
-        "access_token": create_access_token(
-            identity, additional_claims={"role": user.role, "sid": session_id}
-        ),
+        "access_token": create_access_token(identity, additional_claims=claims),
         # Our own jti, so the session row knows which refresh token is current.
         "refresh_token": create_refresh_token(
             identity, additional_claims={"sid": session_id, "jti": refresh_jti}
@@ -60,6 +72,15 @@ def check_claims(claims: dict) -> None:
         raise JWTDecodeError("Invalid claim")
     if token_type == "access" and not (isinstance(claims["role"], str) and claims["role"] in ROLES):
         raise JWTDecodeError("Invalid role")
+    if token_type == "access" and not _valid_amr(claims["amr"]):
+        raise JWTDecodeError("Invalid amr")
+
+
+def _valid_amr(amr) -> bool:
+    return (
+        isinstance(amr, list) and 0 < len(amr) <= len(AMR_METHODS)
+        and all(isinstance(method, str) and method in AMR_METHODS for method in amr)
+    )
 
 
 def decode_key(header, unverified_claims):

@@ -6,16 +6,16 @@ from .docs import bearer, refusals
 from .extensions import Blueprint, read_only
 from .permissions import admin_required
 from .schemas import (
+    AccountDeleteIn,
     AdminUserIn,
     EmptyIn,
     AdminUserPatchIn,
-    PasswordConfirmIn,
     ProfilePatchIn,
     UserOut,
     UserPageOut,
     UserQueryIn,
 )
-from .services import accounts, admin
+from .services import accounts, admin, mfa
 
 bp = Blueprint("users", __name__, url_prefix="/users", description="User accounts")
 
@@ -44,10 +44,10 @@ def update_me(data):
 @refusals(409)
 @jwt_required()
 @bearer("access")
-@bp.arguments(PasswordConfirmIn)
+@bp.arguments(AccountDeleteIn)
 @bp.response(204)
 def delete_me(data):
-    accounts.delete_own_account(current_user, data["password"])
+    accounts.delete_own_account(current_user, data["password"], data.get("code"))
 
 
 # ---------------------------------------------------------------- admin
@@ -109,3 +109,14 @@ def update_user(data, user_id):
 @bp.response(204)
 def delete_user(data, user_id):
     admin.delete_user(current_user, admin.get_user(user_id))
+
+
+@bp.delete(f"/{USER_ID}/mfa")
+@jwt_required()
+@bearer("access")
+@admin_required
+@refusals(403)
+@bp.arguments(EmptyIn, required=False)
+@bp.response(204)
+def reset_user_mfa(data, user_id):
+    admin.reset_mfa(current_user, admin.get_user(user_id))

@@ -110,6 +110,18 @@ def one_kind_of_tls(name, value, settings):
                 "exclude each other: choose the one the server's port speaks")
 
 
+def fernet_keys(name, value, settings):
+    # A key that cannot decrypt would only show at the first two-factor login.
+    from cryptography.fernet import Fernet
+
+    for index, key in enumerate(value, 1):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            return (f"{name} entry {index} is not a Fernet key (32 url-safe base64-encoded bytes, "
+                    "as `Fernet.generate_key()` makes)")
+
+
 # ---------------------------------------------------------------- the table
 
 S = Setting
@@ -174,6 +186,15 @@ SECTIONS = (
         S("LOCKOUT_SECONDS", integer, "900", "how long a username stays locked", bounds=POSITIVE),
         S("DEVICE_TOKEN_TTL", integer, "31536000", "seconds a device token (a login that skips "
           "the username's lockout) stays valid", bounds=POSITIVE),
+    )),
+    ("Two-factor authentication", (
+        S("MFA_ISSUER", text, "authapi", "the issuer name in TOTP `otpauth://` URIs, shown by "
+          "authenticator apps"),
+        S("MFA_ENCRYPTION_KEYS", comma_list, "", "comma-separated Fernet keys encrypting TOTP "
+          "secrets at rest: the first encrypts, any decrypts (rotation: docs/two-factor.md); "
+          "empty: one key derived from SECRET_KEY", fernet_keys),
+        S("REQUIRE_MFA_FOR_ADMINS", boolean, "false", "admin endpoints refuse (403 "
+          "`mfa_enrollment_required`) tokens of a login without a second factor"),
     )),
     ("HTTP", (
         S("PROXY_FIX_X_FOR", integer, "0", "trusted proxies setting X-Forwarded-For and -Proto; "

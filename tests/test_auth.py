@@ -19,7 +19,7 @@ def test_register_returns_the_user_without_secrets(client):
     assert response.status_code == 201
     body = response.get_json()
     assert set(body) == {"id", "email", "username", "full_name", "role", "is_active",
-                         "is_verified", "created_at", "updated_at", "last_login_at"}
+                         "is_verified", "mfa_enabled", "created_at", "updated_at", "last_login_at"}
     assert body["role"] == "user" and body["is_active"] and not body["is_verified"]
     assert body["last_login_at"] is None
     assert body["created_at"].endswith("+00:00")

@@ -140,6 +140,8 @@ def test_bad_integer_is_refused_with_one_line_naming_the_variable(tmp_path):
         ("RATELIMIT_ENABLED", "maybe"),
         ("PASSWORD_MIN_LENGTH", "0"),
         ("LOG_FORMAT", "xml"),
+        ("MFA_ENCRYPTION_KEYS", "not-a-fernet-key"),
+        ("REQUIRE_MFA_FOR_ADMINS", "maybe"),
     ],
 )
 def test_bad_value_raises_config_error_naming_the_variable(tmp_path, variable, value):

@@ -237,7 +237,7 @@ def _access_token(secret: str) -> str:
     claims = {
         "sub": "1", "jti": "00000000-0000-4000-8000-000000000001", "type": "access",
         "iat": now, "nbf": now, "exp": now + 60, "role": "user",
-        "sid": "00000000-0000-4000-8000-000000000002",
+        "sid": "00000000-0000-4000-8000-000000000002", "amr": ["pwd"],
     }
     return pyjwt.encode(claims, secret, algorithm="HS256")
 

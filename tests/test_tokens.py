@@ -13,7 +13,7 @@ from .conftest import (
     PASSWORD, AuthActions, assert_refused, bearer, claims_of, error_code, me, refresh, sign,
 )
 
-ACCESS_CLAIMS = ("sub", "jti", "type", "iat", "nbf", "exp", "role", "sid")
+ACCESS_CLAIMS = ("sub", "jti", "type", "iat", "nbf", "exp", "role", "sid", "amr")
 REFRESH_CLAIMS = ("sub", "jti", "type", "iat", "exp", "sid")
 NOT_REDIS = "redis://127.0.0.1:1/0"  # a closed port
 
@@ -158,6 +158,18 @@ def test_token_with_another_hmac_alg_is_token_invalid(client, pair, algorithm):
 def test_access_token_missing_a_claim_is_token_invalid(client, pair, claim):
     token = sign(without(claims_of(pair["access_token"]), claim))
     assert_refused(me(client, token), 401, "token_invalid")
+
+
+@pytest.mark.parametrize("amr", ["pwd", [], ["pwd", "sms"], [1], None, ["pwd"] * 6])
+def test_access_token_with_a_malformed_amr_is_token_invalid(client, pair, amr):
+    token = sign({**claims_of(pair["access_token"]), "amr": amr})
+    assert_refused(me(client, token), 401, "token_invalid")
+
+
+def test_a_password_login_has_amr_pwd_kept_across_refresh(client, pair):
+    assert claims_of(pair["access_token"])["amr"] == ["pwd"]
+    renewed = refresh(client, pair["refresh_token"]).get_json()
+    assert claims_of(renewed["access_token"])["amr"] == ["pwd"]
 
 
 @pytest.mark.parametrize("claim", REFRESH_CLAIMS)

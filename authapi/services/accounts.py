@@ -8,8 +8,8 @@ from .. import errors, lockout, metrics, revocation
 from ..extensions import db
 from ..models import DeviceToken, User, utcnow
 from ..passwords import ensure_password_allowed, hash_password, needs_rehash, verify_password
-from ..tokens import issue_token_pair
-from . import devices, recovery, sessions
+from ..tokens import MFA_AMR, PASSWORD_AMR
+from . import devices, mfa, recovery, sessions
 
 INCORRECT_PASSWORD = "Incorrect password."
 
@@ -104,7 +104,7 @@ def login(
     deactivated account; RateLimited while ``username`` is locked out after
     repeated failures, unless a usable device token of the account came with
     the attempt (API.md §7); EmailNotVerified when REQUIRE_VERIFIED_EMAIL holds
-    it back."""
+    it back; MfaRequired, with the second step's token, when TOTP is on."""
     device = _count_login_attempt(username, device_token)
     user = find_by_login(username)
     if not verify_password(user.password_hash if user else None, password) or not user.is_active:
@@ -121,6 +121,10 @@ def login(
     # Only after the password is right, so this says nothing to a guesser.
     if current_app.config["REQUIRE_VERIFIED_EMAIL"] and not user.is_verified:
         raise errors.EmailNotVerified()
+    if user.mfa_enabled:
+        # No session yet: POST /auth/login/mfa completes the login (and issues
+        # the device token) once a code is right.
+        mfa.begin_second_step(user)
     verified_hash = user.password_hash
     new_hash = hash_password(password) if needs_rehash(verified_hash) else verified_hash
     # Compare-and-swap on the hash we verified: this UPDATE locks the user's
@@ -141,7 +145,7 @@ def login(
     device_token = device_token if device is not None else devices.issue(user)
     db.session.commit()
     current_app.logger.info("login", extra={"event": "login", "user_id": user.id})
-    pair = issue_token_pair(user, login_session.id, login_session.refresh_jti)
+    pair = sessions.issue_for(user, login_session)
     return {**pair, "device_token": device_token}
 
 
@@ -175,7 +179,7 @@ def _count_device_failure(device: DeviceToken | None) -> None:
         )
 
 
-def _confirm_password(user: User, password: str | None, field: str) -> None:
+def confirm_password(user: User, password: str | None, field: str) -> None:
     """Check a logged-in user's password, then hold it: counted like logins
     (lockout), so a stolen token cannot be used to guess it; and the user's row
     stays locked (SQLite: the database) until the commit, provided the password
@@ -202,15 +206,17 @@ def _confirm_password(user: User, password: str | None, field: str) -> None:
         raise errors.ValidationFailed(details={field: [INCORRECT_PASSWORD]})
 
 
-def update_profile(user: User, current_password: str | None = None, **changes) -> User:
+def update_profile(user: User, current_password: str | None = None, code: str | None = None, **changes) -> User:
     """Apply ``full_name``, ``username`` and ``email`` changes. A new email needs
-    the current password and is unverified again. Raises ValidationFailed,
-    RateLimited (password checks locked out), Conflict."""
+    the current password (and, while TOTP is on, a code) and is unverified
+    again. Raises ValidationFailed, RateLimited (password or code checks locked
+    out), Conflict."""
     new_email = changes.get("email")
     email_changes = new_email is not None and new_email.lower() != user.email.lower()
     if email_changes:
         # Checked first, so the endpoint cannot probe which emails exist.
-        _confirm_password(user, current_password, "current_password")
+        confirm_password(user, current_password, "current_password")
+        mfa.step_up(user, code)
     ensure_unique(new_email, changes.get("username"), exclude_id=user.id)
     for field in ("full_name", "username", "email"):
         if field in changes:
@@ -226,20 +232,23 @@ def update_profile(user: User, current_password: str | None = None, **changes) -
 
 
 def change_password(
-    user: User, current_password: str, new_password: str, user_agent=None, ip=None
+    user: User, current_password: str, new_password: str, code: str | None = None, user_agent=None, ip=None
 ) -> dict:
-    """Set a new password, end every session and start a new one.
-    Raises ValidationFailed for a wrong current or a weak new password,
-    RateLimited while the current-password checks are locked out."""
+    """Set a new password, end every session and start a new one (its amr
+    says whether a code was given). Raises ValidationFailed for a wrong current
+    password, a weak new one, or a missing or wrong code while TOTP is on;
+    RateLimited while the password or code checks are locked out."""
     # Held through the new password's hashing: a login of this user racing
     # with it waits that long, then fails on the new hash, as it must.
-    _confirm_password(user, current_password, "current_password")
+    confirm_password(user, current_password, "current_password")
     ensure_password_allowed(new_password, username=user.username, email=user.email, field="new_password")
+    mfa.step_up(user, code)
     recovery.replace_password(user, new_password)
-    login_session = sessions.start_session(user, user_agent, ip)
+    amr = MFA_AMR if user.mfa_enabled else PASSWORD_AMR
+    login_session = sessions.start_session(user, user_agent, ip, amr)
     db.session.commit()
     current_app.logger.info("password changed", extra={"event": "password_change", "user_id": user.id})
-    return issue_token_pair(user, login_session.id, login_session.refresh_jti)
+    return sessions.issue_for(user, login_session)
 
 
 def removing_admin(user: User) -> bool:
@@ -266,11 +275,12 @@ def ensure_an_admin_remains() -> None:
         raise errors.Conflict("The last active admin cannot be demoted, deactivated or deleted.")
 
 
-def delete_own_account(user: User, password: str) -> None:
+def delete_own_account(user: User, password: str, code: str | None = None) -> None:
     """Self-service deletion: ``delete_account`` after checking the user's
-    password. Raises ValidationFailed, RateLimited (password checks locked
-    out), Conflict (last admin)."""
-    _confirm_password(user, password, "password")
+    password (and, while TOTP is on, a code). Raises ValidationFailed,
+    RateLimited (password or code checks locked out), Conflict (last admin)."""
+    confirm_password(user, password, "password")
+    mfa.step_up(user, code)
     delete_account(user)
     current_app.logger.info("account deleted", extra={"event": "account_delete", "user_id": user.id})
 

@@ -14,7 +14,7 @@ from .. import errors, revocation
 from ..extensions import db
 from ..models import User
 from ..passwords import ensure_password_allowed
-from . import accounts, recovery, sessions
+from . import accounts, mfa, recovery, sessions
 
 log = logging.getLogger("authapi.admin")
 
@@ -139,3 +139,10 @@ def delete_user(actor, user: User) -> None:
     working. Raises Conflict (last admin)."""
     accounts.delete_account(user)
     _audit(actor, "delete", user)
+
+
+def reset_mfa(actor, user: User) -> None:
+    """Turn a user's two-factor authentication off (a lost device): recovery
+    codes void, sessions end (``mfa.reset``), audited."""
+    mfa.reset(user)
+    _audit(actor, "reset mfa", user)

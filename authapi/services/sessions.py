@@ -14,7 +14,7 @@ from sqlalchemy import delete, select, update
 from .. import errors, metrics, revocation
 from ..extensions import db
 from ..models import AuthSession, User, utcnow
-from ..tokens import UUID_PATTERN, issue_token_pair
+from ..tokens import PASSWORD_AMR, UUID_PATTERN, amr_of, issue_token_pair
 
 
 def _new_id() -> str:
@@ -25,9 +25,10 @@ def _refresh_ttl() -> timedelta:
     return timedelta(seconds=current_app.config["REFRESH_TOKEN_TTL"])
 
 
-def start_session(user: User, user_agent: str | None, ip: str | None) -> AuthSession:
-    """Add a new login session for ``user`` to ``db.session`` (not committed).
-    Raises the store's errors (503)."""
+def start_session(user: User, user_agent: str | None, ip: str | None, amr=PASSWORD_AMR) -> AuthSession:
+    """Add a new login session for ``user``, whose login was made with the
+    methods ``amr``, to ``db.session`` (not committed). Raises the store's
+    errors (503)."""
     # The user key must be there for the new tokens' checks to need no rebuild.
     revocation.track_user(user.id)
     now = utcnow()
@@ -40,9 +41,15 @@ def start_session(user: User, user_agent: str | None, ip: str | None) -> AuthSes
         expires_at=now + _refresh_ttl(),
         user_agent=(user_agent or None) and user_agent[:255],
         ip=ip,
+        amr=" ".join(amr),
     )
     db.session.add(login_session)
     return login_session
+
+
+def issue_for(user: User, login_session: AuthSession) -> dict:
+    """The token pair of a login session just started."""
+    return issue_token_pair(user, login_session.id, login_session.refresh_jti, amr_of(login_session))
 
 
 def rotate_refresh_token(user: User, claims: dict) -> dict:
@@ -67,11 +74,15 @@ def rotate_refresh_token(user: User, claims: dict) -> dict:
             AuthSession.expires_at > now,
         )
         .values(refresh_jti=new_jti, last_used_at=now, expires_at=now + _refresh_ttl())
+        # The session's own amr, in the same statement: a refresh keeps how
+        # its login was made.
+        .returning(AuthSession.amr)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount == 1:
+    amr = result.scalar_one_or_none()
+    if amr is not None:
         db.session.commit()
-        return issue_token_pair(user, claims["sid"], new_jti)
+        return issue_token_pair(user, claims["sid"], new_jti, amr.split())
     db.session.rollback()
 
     login_session = db.session.get(AuthSession, claims["sid"])
