@@ -27,17 +27,21 @@ TOKEN_TYPES = {"access": "access_token", "refresh": "refresh_token"}
 def client_authenticated(clients: dict[str, str], authorization) -> bool:
     """Whether werkzeug's parsed ``authorization`` is HTTP Basic with the id
     and secret of one of ``clients``. RFC 6749 §2.3.1 form-encodes both
-    before Basic; every pair is compared, in constant time, so neither an id's
-    existence nor a secret's prefix shows in the timing."""
+    before Basic (Authlib does), curl -u does not: either form is accepted.
+    Every pair is compared, in constant time, so neither an id's existence
+    nor a secret's prefix shows in the timing."""
     if authorization is None or authorization.type != "basic":
         return False
-    client_id = unquote_plus(authorization.username or "").encode()
-    secret = unquote_plus(authorization.password or "").encode()
+    sent = [(client_id.encode(), secret.encode()) for client_id, secret in {
+        (authorization.username or "", authorization.password or ""),
+        (unquote_plus(authorization.username or ""), unquote_plus(authorization.password or "")),
+    }]
     matched = False
     for known_id, known_secret in clients.items():
-        same_id = hmac.compare_digest(client_id, known_id.encode())
-        same_secret = hmac.compare_digest(secret, known_secret.encode())
-        matched |= same_id and same_secret
+        for client_id, secret in sent:
+            same_id = hmac.compare_digest(client_id, known_id.encode())
+            same_secret = hmac.compare_digest(secret, known_secret.encode())
+            matched |= same_id and same_secret
     return matched
 
 
