@@ -61,6 +61,8 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(metrics.bp)
     api.register_blueprint(keys.bp)
     api.register_blueprint(verify.bp)
+    if app.config["INTROSPECTION_CLIENTS"]:
+        api.register_blueprint(verify.introspection_bp)
 
 
 def _end_db_session(exc) -> None:

@@ -87,7 +87,7 @@ SECURITY = {
     "refresh": [{"refreshToken": []}, {}],
 }
 # Blueprints behind the rate limits whose endpoints reach the database or Redis.
-API_BLUEPRINTS = {"auth", "users", "verify"}
+API_BLUEPRINTS = {"auth", "users", "verify", "introspection"}
 
 
 def bearer(token: str):

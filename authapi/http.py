@@ -20,7 +20,7 @@ from .extensions import cors
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # OAuth2 password grant and RFC 7662 introspection (API.md §1, §11).
-FORM_ENDPOINTS = {"auth.login", "verify.introspect"}
+FORM_ENDPOINTS = {"auth.login", "introspection.introspect"}
 # Forward authentication judges the Authorization header alone: whatever
 # body a proxy passes on is never read, so not checked (API.md §11).
 BODY_IGNORED = {"verify.verify"}

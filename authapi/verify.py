@@ -25,7 +25,7 @@ from .models import ROLES
 from .schemas import IntrospectIn, IntrospectOut
 from .services import introspection
 
-bp = Blueprint("verify", __name__, url_prefix="/auth", description="Forward authentication and introspection")
+bp = Blueprint("verify", __name__, url_prefix="/auth", description="Forward authentication")
 
 # Every method a proxy may forward. Listed, with Flask's automatic OPTIONS
 # answer off: that answer (and flask-jwt-extended's JWT_EXEMPT_METHODS, which
@@ -77,26 +77,29 @@ def verify():
 
 @bp.after_request
 def _challenge(response):
-    # RFC 6750 §3: a 401 names the scheme the client should use. Introspection
-    # sets its own (Basic).
+    # RFC 6750 §3: a 401 names the scheme the client should use.
     if response.status_code == 401:
-        response.headers.setdefault("WWW-Authenticate", 'Bearer realm="authapi"')
+        response.headers["WWW-Authenticate"] = 'Bearer realm="authapi"'
     return response
 
 
 # ---------------------------------------------------------------- introspection
 
 
+# Registered only when INTROSPECTION_CLIENTS is set (create_app): unset, the
+# route does not exist, a 404 like any unknown URL, and the document omits it.
+introspection_bp = Blueprint("introspection", __name__, url_prefix="/auth",
+                             description="Token introspection (RFC 7662)")
+
+
 def introspection_client_required(view):
-    """404 while INTROSPECTION_CLIENTS is unset; else 401 (with
-    `WWW-Authenticate: Basic`) unless HTTP Basic names one of its clients.
-    Runs before the body is parsed: a stranger learns nothing of its rules."""
+    """401 (with `WWW-Authenticate: Basic`) unless HTTP Basic names one of
+    INTROSPECTION_CLIENTS. Runs before the body is parsed: a stranger learns
+    nothing of its rules."""
 
     @wraps(view)
     def wrapper(*args, **kwargs):
         clients = current_app.config["INTROSPECTION_CLIENTS"]
-        if not clients:
-            raise errors.NotFound("The requested URL was not found.")
         if not introspection.client_authenticated(clients, request.authorization):
             raise errors.Unauthorized(
                 "Introspection needs a client's id and secret (HTTP Basic).",
@@ -107,12 +110,12 @@ def introspection_client_required(view):
     return wrapper
 
 
-@bp.post("/introspect")
+@introspection_bp.post("/introspect")
 @read_only  # it reads and never writes: the token is not spent
 @introspection_client_required
-@bp.doc(security=[{"introspectionClient": []}])
-@bp.arguments(IntrospectIn, location="form")
-@bp.response(200, IntrospectOut)
+@introspection_bp.doc(security=[{"introspectionClient": []}])
+@introspection_bp.arguments(IntrospectIn, location="form")
+@introspection_bp.response(200, IntrospectOut)
 def introspect(data):
     """RFC 7662: the claims of a token accepted now, else only
     `{"active": false}`. Never spends or revokes what it inspects."""

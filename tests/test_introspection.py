@@ -108,11 +108,23 @@ def _basic():
     return {"Authorization": "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()}
 
 
-def test_unset_clients_make_the_endpoint_404(make_app):
+def test_unset_clients_make_the_endpoint_404_and_undocumented(make_app):
     client = make_app().test_client()
     _, pair = AuthActions(client).user()
 
     assert_refused(introspect(client, pair["access_token"]), 404, "not_found")
+    assert_refused(client.get("/auth/introspect"), 404, "not_found")
+    assert "/auth/introspect" not in client.get("/openapi.json").get_json()["paths"]
+
+
+def test_set_clients_document_the_endpoint_and_its_basic_authentication(client):
+    document = client.get("/openapi.json").get_json()
+    operation = document["paths"]["/auth/introspect"]["post"]
+
+    assert operation["security"] == [{"introspectionClient": []}]
+    assert document["components"]["securitySchemes"]["introspectionClient"]["scheme"] == "basic"
+    assert "application/x-www-form-urlencoded" in operation["requestBody"]["content"]
+    assert {"401", "422", "429", "503"} <= set(operation["responses"])
 
 
 def test_issuer_and_audience_are_answered_when_configured(make_app):
