@@ -17,9 +17,13 @@ refusals.
 from functools import wraps
 
 from flask import current_app, g, make_response, request
+# The lower layer of jwt_required (STYLE.md: a hot path may use one): the
+# whole token check without the user load. Private to flask-jwt-extended,
+# whose version requirements.txt pins; tests/test_verify.py would catch a change.
 from flask_jwt_extended.view_decorators import _decode_jwt_from_request
 
 from . import errors
+from .docs import bearer, refusals
 from .extensions import Blueprint, read_only
 from .models import ROLES
 from .schemas import IntrospectIn, IntrospectOut
@@ -48,13 +52,14 @@ VERIFY_RESPONSES = {
             )
         },
     },
-    "403": "Forbidden",
 }
 
 
 @bp.route("/verify", methods=VERIFY_METHODS, provide_automatic_options=False, parameters=[ROLE_PARAMETER])
 @read_only  # a rebuild of revocation marks (on a miss) reads in autocommit
-@bp.doc(security=[{"accessToken": []}], responses=VERIFY_RESPONSES)
+@bearer("access")
+@refusals(403, 422)
+@bp.doc(responses=VERIFY_RESPONSES)
 def verify():
     """Forward authentication: 200 with X-Auth-User-Id, X-Auth-Role and
     X-Auth-Session-Id for a valid access token, else the refusal of the

@@ -140,3 +140,21 @@ def test_the_admin_area_is_the_apis_403_for_another_role(app_site, upstream_app)
     assert error_code(response) == "forbidden"
     assert upstream_app.seen == []
     assert to_app(nginx, "/reports", token=pair["access_token"]).status_code == 200
+
+
+def test_authapi_unreachable_is_the_apis_json_503_and_the_app_sees_nothing(upstream_app, tmp_path_factory):
+    from .conftest import free_port
+
+    cert, key = self_signed_certificate(tmp_path_factory.mktemp("tls"))
+    # authapi's upstream: a port where nothing listens.
+    nginx = Nginx(tmp_path_factory.mktemp("nginx"), free_port(), cert, key,
+                  app_port=upstream_app.server_address[1]).start()
+    upstream_app.seen.clear()
+    try:
+        response = to_app(nginx, "/orders", token="any.token.at-all")
+    finally:
+        nginx.stop()
+
+    assert response.status_code == 503
+    assert error_code(response) == "service_unavailable"
+    assert upstream_app.seen == []
