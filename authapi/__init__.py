@@ -9,7 +9,7 @@ from sqlalchemy.exc import DBAPIError
 
 from config import load_config
 
-from . import auth, docs, health, http, keys, metrics, ratelimit, tokens, users
+from . import auth, docs, health, http, keys, metrics, ratelimit, tokens, users, verify
 from .cli import register_commands
 from .errors import register_error_handlers
 from .extensions import api, db, migrate, store
@@ -60,6 +60,9 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(health.bp)
     api.register_blueprint(metrics.bp)
     api.register_blueprint(keys.bp)
+    api.register_blueprint(verify.bp)
+    if app.config["INTROSPECTION_CLIENTS"]:
+        api.register_blueprint(verify.introspection_bp)
 
 
 def _end_db_session(exc) -> None:

@@ -19,7 +19,7 @@ from flask import Blueprint, abort, send_from_directory
 from marshmallow import Schema, fields
 from swagger_ui_bundle import swagger_ui_path
 
-from . import errors, http
+from . import errors, http, ratelimit
 from .extensions import Blueprint as APIBlueprint
 from .extensions import api
 
@@ -80,6 +80,10 @@ SECURITY_SCHEMES = {
         "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
         "description": "A refresh token (it may be sent as JSON `refresh_token` instead).",
     },
+    "introspectionClient": {
+        "type": "http", "scheme": "basic",
+        "description": "An id and secret of INTROSPECTION_CLIENTS (RFC 7662).",
+    },
 }
 SECURITY = {
     "access": [{"accessToken": []}],
@@ -87,7 +91,7 @@ SECURITY = {
     "refresh": [{"refreshToken": []}, {}],
 }
 # Blueprints behind the rate limits whose endpoints reach the database or Redis.
-API_BLUEPRINTS = {"auth", "users"}
+API_BLUEPRINTS = {"auth", "users", "verify", "introspection"}
 
 
 def bearer(token: str):
@@ -137,7 +141,7 @@ class OperationDocs(BasePlugin):
             return
         common = {404} if rule.arguments else set()
         if rule.endpoint.split(".")[0] in API_BLUEPRINTS:
-            common |= {429, 503}
+            common |= {503} if rule.endpoint in ratelimit.EXEMPT_ENDPOINTS else {429, 503}
         for operation in operations.values():
             statuses = set(common)
             if "security" in operation:
@@ -145,8 +149,10 @@ class OperationDocs(BasePlugin):
             body = operation.get("requestBody")
             if body is not None:
                 statuses |= {400, 413, 415, 422}
-                if rule.endpoint in http.FORM_ENDPOINTS:
-                    body["content"][FORM_CONTENT_TYPE] = dict(body["content"]["application/json"])
+                json_body = body["content"].get("application/json")
+                if rule.endpoint in http.FORM_ENDPOINTS and json_body is not None:
+                    # JSON or a form (login): the form documented beside it.
+                    body["content"][FORM_CONTENT_TYPE] = dict(json_body)
             if any(p.get("in") == "query" for p in operation.get("parameters", [])):
                 statuses.add(422)
             _add_error_responses(operation.setdefault("responses", {}), statuses)

@@ -19,7 +19,11 @@ from . import errors
 from .extensions import cors
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-FORM_ENDPOINTS = {"auth.login"}  # OAuth2 password grant (API.md §1)
+# OAuth2 password grant and RFC 7662 introspection (API.md §1, §11).
+FORM_ENDPOINTS = {"auth.login", "introspection.introspect"}
+# Forward authentication judges the Authorization header alone: whatever
+# body a proxy passes on is never read, so not checked (API.md §11).
+BODY_IGNORED = {"verify.verify"}
 FORM_MIMETYPE = "application/x-www-form-urlencoded"
 
 SECURITY_HEADERS = {
@@ -105,7 +109,7 @@ def check_host():
 def check_body():
     """Refuse bodies of the wrong type (415) or that are not a JSON object (400)
     before any view or extension parses them."""
-    if request.routing_exception is not None or not _has_body():
+    if request.routing_exception is not None or request.endpoint in BODY_IGNORED or not _has_body():
         return
     if request.mimetype == FORM_MIMETYPE and request.endpoint in FORM_ENDPOINTS:
         request.form  # reads the body now, so an oversized one is a 413 here

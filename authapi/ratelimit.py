@@ -3,7 +3,7 @@ counted, the headers that describe it, and the one ``Retry-After`` of every 429.
 
 Every endpoint is limited per endpoint: those named in ``ENDPOINT_LIMITS``
 by their own setting, everything else by ``RATELIMIT_DEFAULT``; the health
-probes are exempt. Counts live in Redis, so every worker and host shares them.
+probes and ``EXEMPT_ENDPOINTS`` are exempt. Counts live in Redis, so every worker and host shares them.
 When Redis cannot be reached the limiter counts in process memory until it is
 back: limits fail open, token checks and the login lockout fail closed (503).
 """
@@ -26,6 +26,9 @@ ENDPOINT_LIMITS = {
     "auth.forgot_password": "RATELIMIT_FORGOT",
 }
 DEFAULT_LIMIT = "RATELIMIT_DEFAULT"
+# Not limited at all: forward authentication (API.md §11) answers for every
+# request of the apps behind a proxy, all from the proxy's one address.
+EXEMPT_ENDPOINTS = {"verify.verify"}
 
 
 def limit_setting(endpoint: str | None) -> str:
@@ -72,10 +75,10 @@ limiter = Limiter(
 
 
 @limiter.request_filter
-def _is_health_probe() -> bool:
+def _is_exempt() -> bool:
     # A load balancer probes often and from one address; telling it to slow
     # down would take a healthy instance out of service.
-    return request.path.startswith("/health/")
+    return request.path.startswith("/health/") or request.endpoint in EXEMPT_ENDPOINTS
 
 
 def retry_after(until: float) -> int:

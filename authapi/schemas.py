@@ -345,3 +345,27 @@ class TotpSetupOut(Schema):
 
 class RecoveryCodesOut(Schema):
     recovery_codes = fields.List(fields.String(), metadata={"description": "Shown once; each works once."})
+
+
+class IntrospectIn(Schema):
+    """RFC 7662 §2.1, a form body. Any text is a token to judge: a malformed,
+    empty or oversized one is inactive, not an error (API.md §11)."""
+
+    token = fields.String(required=True)
+    # The token says its type; the hint is allowed and ignored (RFC 7662 §2.1).
+    token_type_hint = fields.String()
+
+
+class IntrospectOut(Schema):
+    """RFC 7662 §2.2: ``active`` alone for any token not accepted now."""
+
+    active = fields.Boolean(required=True)
+    token_type = fields.String(metadata={"enum": ["access_token", "refresh_token"]})
+    sub = fields.String()
+    exp = fields.Integer()
+    iat = fields.Integer()
+    jti = fields.String()
+    sid = fields.String()
+    role = fields.String(metadata={"description": "Access tokens only."})
+    iss = fields.String(metadata={"description": "When JWT_ISSUER is set."})
+    aud = fields.String(metadata={"description": "When JWT_AUDIENCE is set."})

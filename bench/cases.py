@@ -150,6 +150,7 @@ CASES = [
     Case("me", "authapi", load=me_load, gthread=True),
     Case("me_floor", "me_floor", load=lambda s: Load("/", READ_CONNECTIONS, headers=bearer(s.access_token))),
     Case("live", "authapi", load=lambda s: Load("/health/live", READ_CONNECTIONS)),
+    Case("verify", "authapi", load=lambda s: Load("/auth/verify", READ_CONNECTIONS, headers=bearer(s.access_token))),
     Case("login", "authapi", load=login_load, gthread=True),
     Case("argon2_verify", None, run=argon2_limit),
     Case("refresh", "authapi", load=refresh_chains),

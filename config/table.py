@@ -122,6 +122,28 @@ def fernet_keys(name, value, settings):
                     "as `Fernet.generate_key()` makes)")
 
 
+def client_pairs(raw: str) -> dict[str, str] | None:
+    """``id:secret,id2:secret2`` as {id: secret}; empty: unset. A secret may
+    hold ":" (split at the first); no id or secret may be empty or repeated.
+    The messages never quote a secret."""
+    clients = {}
+    for position, entry in enumerate((item.strip() for item in raw.split(",") if item.strip()), 1):
+        client_id, colon, secret = entry.partition(":")
+        if not (colon and client_id.strip() and secret):
+            raise ValueError(f"must be id:secret pairs separated by commas (entry {position} is not)")
+        if client_id.strip() in clients:
+            raise ValueError(f"names the client {client_id.strip()!r} twice")
+        clients[client_id.strip()] = secret
+    return clients or None
+
+
+def long_client_secrets(name, value, settings):
+    if settings["AUTHAPI_ENV"] == "production" and value:
+        short = sorted(client_id for client_id, secret in value.items() if len(secret.encode()) < 32)
+        if short:
+            return f"{name}: the secret of {', '.join(short)} must be at least 32 bytes in production"
+
+
 # ---------------------------------------------------------------- the table
 
 S = Setting
@@ -159,6 +181,9 @@ SECTIONS = (
           bounds=POSITIVE),
         S("REFRESH_TOKEN_COOKIE", boolean, "false", "browser clients: the refresh token in an "
           "HttpOnly cookie, with a CSRF check"),
+        S("INTROSPECTION_CLIENTS", client_pairs, None, "`id:secret,id2:secret2`: the clients "
+          "allowed `POST /auth/introspect` (HTTP Basic); unset: that endpoint is 404; in "
+          "production each secret at least 32 bytes", long_client_secrets),
     )),
     ("Accounts and passwords", (
         S("PASSWORD_MIN_LENGTH", integer, "12", "characters", bounds=(1, 256)),

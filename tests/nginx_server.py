@@ -36,8 +36,11 @@ class Nginx:
     """nginx in the foreground with everything (pid, logs, temp files) in its
     own directory, serving deploy/nginx.conf on free loopback ports."""
 
-    def __init__(self, directory: Path, upstream_port: int, cert: Path, key: Path):
+    def __init__(self, directory: Path, upstream_port: int, cert: Path, key: Path, app_port: int | None = None):
+        """``app_port``: where the app that the site's forward-authentication
+        example protects listens (unset: nowhere, that server stays idle)."""
         self.directory = directory
+        self.app_port = app_port
         self.http_port, self.https_port = free_port(), free_port()
         self.url = f"https://127.0.0.1:{self.https_port}"
         self.http_url = f"http://127.0.0.1:{self.http_port}"
@@ -76,7 +79,14 @@ http {{
             ("/var/log/nginx/authapi.access.log", str(self.access_log)),
             ("/var/log/nginx/authapi.error.log", str(self.error_log)),
             ("server_name api.example.com;", "server_name localhost;"),
+            # The forward-authentication example (app.example.com).
+            ("/etc/ssl/certs/app.example.com.fullchain.pem", str(cert)),
+            ("/etc/ssl/private/app.example.com.key", str(key)),
+            ("/var/log/nginx/app.access.log", str(self.access_log)),
+            ("/var/log/nginx/app.error.log", str(self.error_log)),
         ]
+        if self.app_port is not None:
+            replacements.append(("server 127.0.0.1:3000;", f"server 127.0.0.1:{self.app_port};"))
         for old, new in replacements:
             assert old in text, f"deploy/nginx.conf no longer has {old!r}"
             text = text.replace(old, new)

@@ -52,6 +52,25 @@ def issue_for(user: User, login_session: AuthSession) -> dict:
     return issue_token_pair(user, login_session.id, login_session.refresh_jti, amr_of(login_session))
 
 
+def _current_refresh_token(user: User, claims: dict, now) -> tuple:
+    """The conditions under which a refresh token is accepted: the current
+    one of its user's session, neither ended nor expired."""
+    return (
+        AuthSession.id == claims["sid"],
+        AuthSession.user_id == user.id,
+        AuthSession.refresh_jti == claims["jti"],
+        AuthSession.revoked_at.is_(None),
+        AuthSession.expires_at > now,
+    )
+
+
+def is_current_refresh_token(user: User, claims: dict) -> bool:
+    """Whether ``rotate_refresh_token`` would accept this refresh token now
+    (introspection asks: it reads, it does not spend). One SELECT."""
+    found = db.session.scalar(select(AuthSession.id).where(*_current_refresh_token(user, claims, utcnow())))
+    return found is not None
+
+
 def rotate_refresh_token(user: User, claims: dict) -> dict:
     """Exchange a refresh token for a new pair, spending it.
 
@@ -66,13 +85,7 @@ def rotate_refresh_token(user: User, claims: dict) -> dict:
     new_jti = _new_id()
     result = db.session.execute(
         update(AuthSession)
-        .where(
-            AuthSession.id == claims["sid"],
-            AuthSession.user_id == user.id,
-            AuthSession.refresh_jti == claims["jti"],
-            AuthSession.revoked_at.is_(None),
-            AuthSession.expires_at > now,
-        )
+        .where(*_current_refresh_token(user, claims, now))
         .values(refresh_jti=new_jti, last_used_at=now, expires_at=now + _refresh_ttl())
         # The session's own amr, in the same statement: a refresh keeps how
         # its login was made.
