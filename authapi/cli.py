@@ -16,12 +16,13 @@ from sqlalchemy.exc import OperationalError
 from . import errors
 from .models import ROLES
 from .schemas import AdminUserIn
-from .services import admin, devices, recovery, sessions
+from .services import admin, devices, mfa, recovery, sessions
 
 ACTOR = "cli"
 
 users_cli = AppGroup("users", help="Manage user accounts.")
 sessions_cli = AppGroup("sessions", help="Manage login sessions.")
+mfa_cli = AppGroup("mfa", help="Two-factor authentication.")
 
 
 def _describe(details) -> str:
@@ -177,6 +178,16 @@ def purge_sessions():
     )
 
 
+@mfa_cli.command("rotate-keys")
+@reports_errors
+def rotate_mfa_keys():
+    """Re-encrypt every stored TOTP secret under the first key of
+    MFA_ENCRYPTION_KEYS, so the older keys after it can be dropped."""
+    count = mfa.reencrypt_secrets()
+    click.echo(f"Re-encrypted the TOTP secrets of {count} accounts under the first key.")
+
+
 def register_commands(app):
     app.cli.add_command(users_cli)
     app.cli.add_command(sessions_cli)
+    app.cli.add_command(mfa_cli)

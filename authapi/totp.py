@@ -73,8 +73,14 @@ def decrypt(stored: str) -> str:
 
 
 def reencrypt(stored: str) -> str:
-    """The same secret under the first key (key rotation)."""
-    return _fernet().rotate(stored.encode()).decode()
+    """The same secret under the first key (key rotation). Raises
+    ServiceUnavailable, as ``decrypt``, when no configured key opens it."""
+    try:
+        return _fernet().rotate(stored.encode()).decode()
+    except InvalidToken:
+        raise errors.ServiceUnavailable(
+            "A stored TOTP secret opens under none of MFA_ENCRYPTION_KEYS; nothing was changed."
+        ) from None
 
 
 # ---------------------------------------------------------------- TOTP

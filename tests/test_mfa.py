@@ -392,6 +392,50 @@ def test_secrets_survive_a_key_rotation(make_app, clock):
     assert_refused(too_early, 503, "service_unavailable")
 
 
+def test_rotate_keys_reencrypts_every_secret_so_the_old_key_can_go(make_app, clock):
+    from cryptography.fernet import Fernet
+    from tests.clients import AuthActions
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    client = make_app(MFA_ENCRYPTION_KEYS=old).test_client()
+    auth = AuthActions(client)
+    user, pair = auth.user()
+    secret, _ = enrol(client, pair, clock)
+    _, pending_pair = auth.user(username="bob", email="bob@example.com")
+    setup = client.post("/auth/mfa/totp/setup", json={"password": PASSWORD}, headers=bearer(pending_pair["access_token"]))
+    assert setup.status_code == 200, setup.get_json()
+
+    rotated = make_app(MFA_ENCRYPTION_KEYS=f"{new},{old}")
+    result = rotated.test_cli_runner().invoke(args=["mfa", "rotate-keys"])
+    assert result.exit_code == 0, result.output
+    assert "of 2 accounts" in result.output
+
+    new_only = make_app(MFA_ENCRYPTION_KEYS=new)
+    with new_only.app_context():
+        stored = db.session.scalars(db.select(User).order_by(User.id)).all()
+        assert totp.decrypt(stored[0].totp_secret) == secret
+        assert totp.decrypt(stored[1].totp_pending_secret) == setup.get_json()["secret"]
+    clock.advance()
+    assert login_with(new_only.test_client(), user["username"], code(secret, clock)).status_code == 200
+
+
+def test_rotate_keys_changes_nothing_when_a_secret_opens_under_no_key(make_app, clock):
+    from cryptography.fernet import Fernet
+    from tests.clients import AuthActions
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    client = make_app(MFA_ENCRYPTION_KEYS=old).test_client()
+    _, pair = AuthActions(client).user()
+    enrol(client, pair, clock)
+    with client.application.app_context():
+        before = db.session.scalars(db.select(User.totp_secret)).one()
+    result = make_app(MFA_ENCRYPTION_KEYS=new).test_cli_runner().invoke(args=["mfa", "rotate-keys"])
+    assert result.exit_code == 1
+    assert "MFA_ENCRYPTION_KEYS" in result.output and "nothing was changed" in result.output
+    with client.application.app_context():
+        assert db.session.scalars(db.select(User.totp_secret)).one() == before
+
+
 def test_openapi_documents_the_endpoints_and_mfa_required(client):
     document = client.get("/openapi.json").get_json()
     paths = document["paths"]
