@@ -373,7 +373,9 @@ def test_the_database_holds_no_secret_or_code_in_the_clear(client, auth, clock):
         assert clear.lower() not in dump
 
 
-def test_secrets_survive_a_key_rotation(make_app, clock):
+def enrolled_under_old_key(make_app, clock):
+    """Two Fernet keys, and ada enrolled under the first (OLD) of them:
+    (old, new, client on OLD, auth, ada, ada's pair, ada's secret)."""
     from cryptography.fernet import Fernet
     from tests.clients import AuthActions
 
@@ -382,6 +384,11 @@ def test_secrets_survive_a_key_rotation(make_app, clock):
     auth = AuthActions(client)
     user, pair = auth.user()
     secret, _ = enrol(client, pair, clock)
+    return old, new, client, auth, user, pair, secret
+
+
+def test_secrets_survive_a_key_rotation(make_app, clock):
+    old, new, _, _, user, _, secret = enrolled_under_old_key(make_app, clock)
     rotated = make_app(MFA_ENCRYPTION_KEYS=f"{new},{old}").test_client()
     rotated_login = login_with(rotated, user["username"], code(secret, clock))
     assert rotated_login.status_code == 200, rotated_login.get_json()
@@ -393,14 +400,7 @@ def test_secrets_survive_a_key_rotation(make_app, clock):
 
 
 def test_rotate_keys_reencrypts_every_secret_so_the_old_key_can_go(make_app, clock):
-    from cryptography.fernet import Fernet
-    from tests.clients import AuthActions
-
-    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
-    client = make_app(MFA_ENCRYPTION_KEYS=old).test_client()
-    auth = AuthActions(client)
-    user, pair = auth.user()
-    secret, _ = enrol(client, pair, clock)
+    old, new, client, auth, user, _, secret = enrolled_under_old_key(make_app, clock)
     _, pending_pair = auth.user(username="bob", email="bob@example.com")
     setup = client.post("/auth/mfa/totp/setup", json={"password": PASSWORD}, headers=bearer(pending_pair["access_token"]))
     assert setup.status_code == 200, setup.get_json()
@@ -420,13 +420,7 @@ def test_rotate_keys_reencrypts_every_secret_so_the_old_key_can_go(make_app, clo
 
 
 def test_rotate_keys_changes_nothing_when_a_secret_opens_under_no_key(make_app, clock):
-    from cryptography.fernet import Fernet
-    from tests.clients import AuthActions
-
-    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
-    client = make_app(MFA_ENCRYPTION_KEYS=old).test_client()
-    _, pair = AuthActions(client).user()
-    enrol(client, pair, clock)
+    _, new, client, _, _, _, _ = enrolled_under_old_key(make_app, clock)
     with client.application.app_context():
         before = db.session.scalars(db.select(User.totp_secret)).one()
     result = make_app(MFA_ENCRYPTION_KEYS=new).test_cli_runner().invoke(args=["mfa", "rotate-keys"])
