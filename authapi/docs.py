@@ -109,7 +109,7 @@ def refusals(*statuses: int):
 
 class OperationDocs(BasePlugin):
     """An apispec plugin adding the errors each operation's shape implies, and
-    the constraints each field states of itself (schemas.Text)."""
+    the constraints each field states of itself (authapi.fields.Text)."""
 
     def __init__(self, config):
         self.config = config
