@@ -14,7 +14,8 @@ from pathlib import Path
 
 from . import redis_url
 from .setting import ConfigError
-from .table import ASYMMETRIC_ALGORITHMS, SETTINGS, SYMMETRIC_ALGORITHMS
+from .checks import ASYMMETRIC_ALGORITHMS, SYMMETRIC_ALGORITHMS
+from .table import SETTINGS
 
 __all__ = [
     "ASYMMETRIC_ALGORITHMS", "CONFIGS", "Config", "ConfigError", "DevelopmentConfig",

@@ -2,146 +2,22 @@
 each declared once with its parser, default per environment, meaning and
 check (``config.setting.Setting`` says what each field does).
 
-Adding a setting is adding a row to its section here (and a check above it if
-bounds or choices do not say it), then ``python -m config.page >
+Adding a setting is adding a row to its section here (and a check in
+config.checks if bounds or choices do not say it), then ``python -m config.page >
 docs/configuration.md``; the app reads it as ``app.config["<NAME>"]``."""
 
-import os
-import re
 import secrets
 
-from limits import parse_many
-from sqlalchemy.engine import make_url
-
-from . import redis_url
+from .checks import (
+    client_pairs, database, event_types,
+    exact_origins, fernet_keys, long_client_secrets, long_secret, no_console_in_production,
+    no_plain_text_login_in_production, one_kind_of_tls, rate_limit, readable_file, redis, rp_id,
+    signed_with_key_files, signed_with_secret, signing_algorithm, webhook_secret, webhook_urls,
+)
 from .setting import REQUIRED, Generated, Setting, boolean, comma_list, integer, optional, text
 
-SYMMETRIC_ALGORITHMS = {"HS256", "HS384", "HS512"}
-# Signed with a private key from a file; the public keys are published as a JWKS.
-ASYMMETRIC_ALGORITHMS = {"RS256", "ES256", "EdDSA"}
-ORIGIN_PATTERN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?\Z")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 RANDOM_SECRET = Generated("random per process", lambda: secrets.token_urlsafe(32))
-
-
-# ---------------------------------------------------------------- checks
-# Beyond bounds and choices; see setting.Check.
-
-
-def rate_limit(name, value, settings):
-    # Checked here so that a typo stops start-up instead of turning every
-    # request of an endpoint into a 500.
-    try:
-        parse_many(value)
-    except ValueError:
-        return f"{name} is not a rate limit like '10 per minute': {value!r}"
-
-
-def exact_origins(name, value, settings):
-    # Exact origins only: flask-cors would read "*" or other pattern
-    # characters as a regular expression and open the API wider.
-    for origin in value:
-        if not ORIGIN_PATTERN.match(origin):
-            return f"{name} entries must be origins like https://app.example.com, got {origin!r}"
-
-
-def long_secret(name, value, settings):
-    if settings["AUTHAPI_ENV"] == "production" and value and len(value.encode()) < 32:
-        return f"{name} must be at least 32 bytes in production"
-
-
-def signed_with_secret(settings) -> bool:
-    return settings["JWT_ALGORITHM"] not in ASYMMETRIC_ALGORITHMS
-
-
-def signed_with_key_files(settings) -> bool:
-    return settings["JWT_ALGORITHM"] in ASYMMETRIC_ALGORITHMS
-
-
-def signing_algorithm(name, value, settings):
-    if value not in SYMMETRIC_ALGORITHMS | ASYMMETRIC_ALGORITHMS:
-        return f"{name} {value!r} is not supported"
-    # There is no stand-in: a key made up per process would not verify on the
-    # other workers or hosts. The keys themselves are checked by authapi.keys.
-    for needed in ("JWT_PRIVATE_KEY_FILE", "JWT_PUBLIC_KEY_FILE"):
-        if value in ASYMMETRIC_ALGORITHMS and not settings[needed]:
-            return f"{name} {value} needs {needed}"
-
-
-def readable_file(name, value, settings):
-    if value and not (os.path.isfile(value) and os.access(value, os.R_OK)):
-        return f"{name} {value!r} is not a readable file"
-
-
-# The URLs are not repeated in the messages: they may hold passwords.
-def database(name, value, settings):
-    try:
-        if value:  # as mapped for SQLAlchemy (config.database_url)
-            make_url(settings["SQLALCHEMY_DATABASE_URI"]).get_dialect()
-    except Exception:  # ArgumentError, NoSuchModuleError: any of them means unusable
-        return f"{name} is not a database URL like postgresql://user@host/db"
-
-
-def redis(name, value, settings):
-    try:
-        if value:
-            redis_url.parse(value)
-    except redis_url.BadRedisURL as error:
-        return (f"{name} is not a Redis URL like redis://host:6379/0, "
-                f"redis+sentinel://host:26379/mymaster or redis+cluster://host:7000: {error}")
-
-
-def no_console_in_production(name, value, settings):
-    if settings["AUTHAPI_ENV"] == "production" and value == "console":
-        return f"{name}=console writes tokens to the log and is refused in production"
-
-
-def no_plain_text_login_in_production(name, value, settings):
-    # Anyone on the path would read the SMTP password, then send mail as us.
-    encrypted = settings["SMTP_STARTTLS"] or settings["SMTP_SSL"]
-    if settings["AUTHAPI_ENV"] == "production" and value and not encrypted:
-        return (f"{name} is set but neither SMTP_STARTTLS nor SMTP_SSL is on: production "
-                "refuses to send the SMTP password in plain text")
-
-
-def one_kind_of_tls(name, value, settings):
-    if value and settings["SMTP_STARTTLS"]:
-        return (f"{name} (TLS from the start) and SMTP_STARTTLS (TLS after a plain greeting) "
-                "exclude each other: choose the one the server's port speaks")
-
-
-def fernet_keys(name, value, settings):
-    # A key that cannot decrypt would only show at the first two-factor login.
-    from cryptography.fernet import Fernet
-
-    for index, key in enumerate(value, 1):
-        try:
-            Fernet(key)
-        except (ValueError, TypeError):
-            return (f"{name} entry {index} is not a Fernet key (32 url-safe base64-encoded bytes, "
-                    "as `Fernet.generate_key()` makes)")
-
-
-def client_pairs(raw: str) -> dict[str, str] | None:
-    """``id:secret,id2:secret2`` as {id: secret}; empty: unset. A secret may
-    hold ":" (split at the first); no id or secret may be empty or repeated.
-    The messages never quote a secret."""
-    clients = {}
-    for position, entry in enumerate((item.strip() for item in raw.split(",") if item.strip()), 1):
-        client_id, colon, secret = entry.partition(":")
-        if not (colon and client_id.strip() and secret):
-            raise ValueError(f"must be id:secret pairs separated by commas (entry {position} is not)")
-        if client_id.strip() in clients:
-            raise ValueError(f"names the client {client_id.strip()!r} twice")
-        clients[client_id.strip()] = secret
-    return clients or None
-
-
-def long_client_secrets(name, value, settings):
-    if settings["AUTHAPI_ENV"] == "production" and value:
-        short = sorted(client_id for client_id, secret in value.items() if len(secret.encode()) < 32)
-        if short:
-            return f"{name}: the secret of {', '.join(short)} must be at least 32 bytes in production"
 
 
 # ---------------------------------------------------------------- the table
@@ -221,6 +97,30 @@ SECTIONS = (
         S("REQUIRE_MFA_FOR_ADMINS", boolean, "false", "admin endpoints refuse (403 "
           "`mfa_enrollment_required`) tokens of a login without a second factor"),
     )),
+    ("Passkeys", (
+        S("WEBAUTHN_RP_ID", optional, None, "the relying party ID, a bare host name (the site's "
+          "domain or a parent of it); set: passkeys are on; unset: their endpoints are 404",
+          rp_id),
+        S("WEBAUTHN_RP_NAME", text, "authapi", "the name authenticators show for the site"),
+        S("WEBAUTHN_ORIGINS", comma_list, "", "comma-separated origins a passkey ceremony may "
+          "come from; empty: `https://` + WEBAUTHN_RP_ID", exact_origins),
+    )),
+    ("Audit trail and webhooks", (
+        S("EVENT_RETENTION_DAYS", integer, "365", "days `flask events purge` keeps security "
+          "events", bounds=POSITIVE),
+        S("WEBHOOK_URLS", comma_list, "", "comma-separated URLs every matching security event is "
+          "POSTed to (Standard Webhooks); empty: no webhooks", webhook_urls),
+        S("WEBHOOK_SECRET", optional, None, "`whsec_` + base64 of at least 24 random bytes: the "
+          "key that signs every delivery; needed with WEBHOOK_URLS", webhook_secret),
+        S("WEBHOOK_EVENTS", comma_list, "", "comma-separated event types or prefixes like "
+          "`login.*` to deliver; empty: all", event_types),
+        S("WEBHOOK_TIMEOUT", integer, "5", "seconds a receiver has to answer 2xx",
+          bounds=POSITIVE),
+        S("WEBHOOK_MAX_ATTEMPTS", integer, "8", "attempts before a delivery is marked failed",
+          bounds=POSITIVE),
+        S("WEBHOOK_BACKOFF_SECONDS", integer, "5", "seconds before the first retry, doubling "
+          "after each", bounds=POSITIVE),
+    )),
     ("HTTP", (
         S("PROXY_FIX_X_FOR", integer, "0", "trusted proxies setting X-Forwarded-For and -Proto; "
           "0 reads neither", bounds=(0, None)),
@@ -234,6 +134,8 @@ SECTIONS = (
           "subdomains; any other `Host` gets 400, `/health/*` excepted",
           stored_as="AUTHAPI_TRUSTED_HOSTS"),
         S("MAX_CONTENT_LENGTH", integer, "65536", "bytes; a larger body gets 413", bounds=POSITIVE),
+        S("HOSTED_PAGES", boolean, "true", "serve the pages the email links open (`/verify`, "
+          "`/reset`); `false`: they are 404, for an app with pages of its own"),
     )),
     ("Email", (
         S("PASSWORD_RESET_URL", text, "http://localhost:8000/reset?token={token}",

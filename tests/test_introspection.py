@@ -147,7 +147,7 @@ def test_a_malformed_client_list_stops_start_up(value):
 
 
 def test_production_wants_long_client_secrets():
-    from config.table import long_client_secrets
+    from config.checks import long_client_secrets
 
     refusal = long_client_secrets("INTROSPECTION_CLIENTS", {"gw": "short", "ok": "x" * 32},
                                   {"AUTHAPI_ENV": "production"})
