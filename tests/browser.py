@@ -5,10 +5,10 @@ import re
 import shutil
 import subprocess
 import threading
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .servers import require_program
-
 
 
 class PageServer:
@@ -43,10 +43,7 @@ class PageServer:
 def run_in_chromium(url: str) -> dict:
     """Load ``url`` in headless Chromium; the JSON the page wrote into
     ``<pre id="result">``."""
-    chromium = require_program(
-        shutil.which("chromium") or shutil.which("chromium-browser"),
-        "chromium is not installed (apt-get install chromium)",
-    )
+    chromium = chromium_path()
     dom = subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
          "--virtual-time-budget=15000", "--dump-dom", url],
@@ -55,3 +52,26 @@ def run_in_chromium(url: str) -> dict:
     match = re.search(r'<pre id="result">(.*?)</pre>', dom, re.S)
     assert match, dom[-2000:]
     return json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
+def chromium_path() -> str:
+    return require_program(
+        shutil.which("chromium") or shutil.which("chromium-browser"),
+        "chromium is not installed (apt-get install chromium)",
+    )
+
+
+@contextmanager
+def chromium_page():
+    """A page in headless Chromium driven by Playwright over the DevTools
+    protocol: clicks, forms, screenshots, and ``page.context.new_cdp_session``
+    for what Playwright has no call for (WebAuthn's virtual authenticator)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(),
+                                             args=["--no-sandbox", "--disable-gpu"])
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
