@@ -248,6 +248,31 @@ def test_the_mfa_token_dies_after_use_five_wrong_codes_and_300_seconds(client, e
     assert login_with(client, user["username"], codes[0]).status_code == 200
 
 
+def test_an_outdated_hash_is_renewed_at_the_first_step_and_the_second_does_no_argon2(
+        app, make_app, client, enrolled, clock, monkeypatch):
+    from argon2 import PasswordHasher, extract_parameters
+
+    user, secret, _ = enrolled
+
+    def stored_hash():
+        with app.app_context():
+            return db.session.get(User, user["id"]).password_hash
+
+    before = stored_hash()
+    stronger = make_app(ARGON2_TIME_COST=2).test_client()
+    mfa_token = first_step(stronger, user["username"])
+    after = stored_hash()
+    assert after != before and extract_parameters(after).time_cost == 2
+
+    def no_argon2(*args, **kwargs):
+        raise AssertionError("the second step ran argon2")
+
+    monkeypatch.setattr(PasswordHasher, "hash", no_argon2)
+    monkeypatch.setattr(PasswordHasher, "verify", no_argon2)
+    assert second_step(stronger, mfa_token, code(secret, clock)).status_code == 200
+    assert stored_hash() == after
+
+
 def test_the_mfa_token_dies_with_a_password_change_in_between(client, auth, enrolled, clock):
     user, secret, codes = enrolled
     mfa_token = first_step(client, user["username"])

@@ -3,6 +3,7 @@
 from flask import current_app
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import errors, lockout, metrics, revocation
 from ..extensions import db
@@ -123,23 +124,13 @@ def login(
         raise errors.EmailNotVerified()
     if user.mfa_enabled:
         # No session yet: POST /auth/login/mfa completes the login (and issues
-        # the device token) once a code is right.
+        # the device token) once a code is right. The hash is brought up to
+        # date now, when the password is at hand, so that the second step does
+        # no argon2 work and such accounts are re-hashed too.
+        _swap_password_hash(user, password)
+        db.session.commit()
         mfa.begin_second_step(user)
-    verified_hash = user.password_hash
-    new_hash = hash_password(password) if needs_rehash(verified_hash) else verified_hash
-    # Compare-and-swap on the hash we verified: this UPDATE locks the user's
-    # row (SQLite: the database) until the session is committed. A password
-    # change or reset that committed first makes it match nothing, and one that
-    # comes after sees this session and ends it.
-    updated = db.session.execute(
-        update(User)
-        .where(User.id == user.id, User.password_hash == verified_hash)
-        .values(password_hash=new_hash, last_login_at=utcnow())
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if updated != 1:
-        db.session.rollback()
-        raise errors.InvalidCredentials()
+    _swap_password_hash(user, password, last_login_at=utcnow())
     login_session = sessions.start_session(user, user_agent, ip)
     # The same device token again rather than a new row per login.
     device_token = device_token if device is not None else devices.issue(user)
@@ -147,6 +138,32 @@ def login(
     current_app.logger.info("login", extra={"event": "login", "user_id": user.id})
     pair = sessions.issue_for(user, login_session)
     return {**pair, "device_token": device_token}
+
+
+def _swap_password_hash(user: User, password: str, **values) -> None:
+    """Store ``values`` and, when its parameters are outdated, a new hash of the
+    password just verified against ``user.password_hash``.
+
+    A compare-and-swap on the verified hash: the UPDATE locks the user's row
+    (SQLite: the database) until the caller commits. A password change or
+    reset that committed first makes it match nothing (InvalidCredentials), and
+    one that comes after sees the new session and ends it."""
+    verified_hash = user.password_hash
+    new_hash = hash_password(password) if needs_rehash(verified_hash) else verified_hash
+    if new_hash == verified_hash and not values:
+        return
+    updated = db.session.execute(
+        update(User)
+        .where(User.id == user.id, User.password_hash == verified_hash)
+        .values(password_hash=new_hash, **values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if updated != 1:
+        db.session.rollback()
+        raise errors.InvalidCredentials()
+    # The loaded row must say what is stored (the second step's token binds
+    # to it), without marking it changed.
+    set_committed_value(user, "password_hash", new_hash)
 
 
 def _count_login_attempt(login: str, device_token: str | None) -> DeviceToken | None:
