@@ -225,3 +225,198 @@ def test_a_page_and_its_api_endpoint_share_one_rate_limit(make_app, page, api, b
     assert client.post(api, json=body).status_code == 429
     # Following the link is counted apart: the page still opens.
     assert client.get(page, query_string={"token": "t"}).status_code == 200
+
+
+# ---------------------------------------------------------------- over HTTP, on a real gunicorn
+
+
+@pytest.fixture(scope="module")
+def inbox():
+    from aiosmtpd.controller import Controller
+
+    inbox = Inbox()
+    inbox.port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)
+    controller.start()
+    yield inbox
+    controller.stop()
+
+
+@pytest.fixture(scope="module")
+def live(postgres_url, redis_url, migrations, inbox, tmp_path_factory):
+    """A gunicorn on PostgreSQL mailing ``inbox`` links to its own pages, as
+    `make run` links to localhost:8000."""
+    env = base_env(postgres_url, redis_url, MAIL_BACKEND="smtp", SMTP_HOST="127.0.0.1",
+                   SMTP_PORT=inbox.port, MAIL_FROM="auth@example.com", EMAIL_RESEND_SECONDS=0)
+    migrations.ensure(postgres_url, lambda: create_app("testing", environ=env))
+    server = Server(env, tmp_path_factory.mktemp("gunicorn") / "gunicorn.log", workers=2)
+    server.env.update(EMAIL_VERIFY_URL=server.url + "/verify?token={token}",
+                      PASSWORD_RESET_URL=server.url + "/reset?token={token}")
+    yield server.start()
+    server.stop()
+
+
+class LiveUser:
+    """A new user of the live server, and the links mailed to it."""
+
+    def __init__(self, server, inbox):
+        self.url, self.inbox = server.url, inbox
+        self.username = "u" + uuid.uuid4().hex[:12]
+        self.email = self.username + "@example.com"
+        response = requests.post(self.url + "/auth/register", timeout=10, json={
+            "email": self.email, "username": self.username, "password": PASSWORD})
+        assert response.status_code == 201, response.text
+
+    def link(self, subject) -> str:
+        link = link_from(self.inbox.wait_for(self.email, subject=subject)[-1])
+        assert link.startswith(self.url + ("/verify?token=" if subject == VERIFY_SUBJECT else "/reset?token="))
+        return link
+
+    def reset_link(self) -> str:
+        response = requests.post(self.url + "/auth/password/forgot", json={"email": self.email}, timeout=10)
+        assert response.status_code == 202
+        return self.link(RESET_SUBJECT)
+
+    def login(self, password=PASSWORD):
+        return requests.post(self.url + "/auth/login", json={"username": self.username, "password": password},
+                             timeout=10)
+
+    def is_verified(self) -> bool:
+        access = self.login().json()["access_token"]
+        return requests.get(self.url + "/users/me", headers=bearer(access), timeout=10).json()["is_verified"]
+
+
+def live_page(response, status=200) -> str:
+    assert response.status_code == status, response.text[:500]
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert response.headers["Content-Security-Policy"] == CSP
+    return response.text
+
+
+def test_verify_page_over_http(live, inbox):
+    user = LiveUser(live, inbox)
+    link = user.link(VERIFY_SUBJECT)
+    for _ in range(3):
+        assert 'action="/verify"' in live_page(requests.get(link, timeout=10))
+    assert not user.is_verified()
+
+    token = link.split("=", 1)[1]
+    done = requests.post(live.url + "/verify", data={"token": token}, timeout=10)
+    assert user.email in live_page(done)
+    assert user.is_verified()
+    assert BAD_TOKEN_MESSAGE in live_page(requests.post(live.url + "/verify", data={"token": token}, timeout=10), 422)
+
+
+def test_reset_page_over_http(live, inbox):
+    user = LiveUser(live, inbox)
+    link = user.reset_link()
+    for _ in range(3):
+        live_page(requests.get(link, timeout=10))
+    token = link.split("=", 1)[1]
+
+    def post(new, confirm, status):
+        return live_page(requests.post(live.url + "/reset", timeout=10, data={
+            "token": token, "new_password": new, "new_password_confirm": confirm}), status)
+
+    assert "New password: Must not contain the username." in post(user.username + "-1234", user.username + "-1234", 422)
+    assert "Does not match the new password." in post(NEW_PASSWORD, NEW_PASSWORD.upper(), 422)
+    assert user.login().status_code == 200
+    assert "Password changed" in post(NEW_PASSWORD, NEW_PASSWORD, 200)
+    assert user.login().status_code == 401
+    assert user.login(NEW_PASSWORD).status_code == 200
+    assert BAD_TOKEN_MESSAGE in post("yet another passphrase", "yet another passphrase", 422)
+
+
+# ---------------------------------------------------------------- in headless Chromium
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    directory = Path(os.environ.get("ARTIFACTS_DIR", "/tmp/authapi-artifacts")) / "hosted-pages"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+@pytest.fixture
+def browser_page():
+    """A Chromium page, and the console messages it reported."""
+    from .browser import chromium_page
+
+    with chromium_page() as page:
+        page.console = []
+        page.on("console", lambda message: page.console.append(message.text))
+        yield page
+
+
+def csp_violations(page) -> list[str]:
+    return [text for text in page.console if "Content Security Policy" in text]
+
+
+def assert_styled(page):
+    # pages.css loaded and applied: the card is its 26rem wide.
+    assert page.eval_on_selector("main", "e => getComputedStyle(e).maxWidth") == "416px"
+    assert csp_violations(page) == []
+
+
+def test_verify_page_in_chromium(live, inbox, browser_page, artifacts):
+    page, user = browser_page, LiveUser(live, inbox)
+    link = user.link(VERIFY_SUBJECT)
+
+    page.goto(link)
+    assert_styled(page)
+    page.screenshot(path=artifacts / "verify.png")
+    page.click("text=Confirm my address")
+    assert page.inner_text("h1") == "Address confirmed" and user.email in page.inner_text("main")
+    assert_styled(page)
+    page.screenshot(path=artifacts / "verify-success.png")
+    assert user.is_verified()
+
+    page.goto(link)
+    page.click("text=Confirm my address")
+    assert page.inner_text("h1") == "This link cannot be used" and BAD_TOKEN_MESSAGE in page.inner_text("main")
+    assert_styled(page)
+    page.screenshot(path=artifacts / "verify-error.png")
+
+
+def test_reset_page_in_chromium(live, inbox, browser_page, artifacts):
+    page, user = browser_page, LiveUser(live, inbox)
+
+    page.goto(user.reset_link())
+    assert_styled(page)
+    page.screenshot(path=artifacts / "reset.png")
+
+    def submit(new, confirm):
+        page.fill("#new_password", new)
+        page.fill("#new_password_confirm", confirm)
+        page.click("text=Set the new password")
+
+    submit("qwertyqwerty", "qwertyqwerty")
+    assert "New password: This password is too common." in page.inner_text(".problems")
+    assert_styled(page)
+    page.screenshot(path=artifacts / "reset-error.png")
+    submit(NEW_PASSWORD, NEW_PASSWORD + "?")
+    assert "Does not match the new password." in page.inner_text(".problems")
+    page.screenshot(path=artifacts / "reset-mismatch.png")
+
+    submit(NEW_PASSWORD, NEW_PASSWORD)
+    assert page.inner_text("h1") == "Password changed"
+    assert_styled(page)
+    page.screenshot(path=artifacts / "reset-success.png")
+    assert user.login(NEW_PASSWORD).status_code == 200 and user.login().status_code == 401
+
+
+def test_the_browser_reports_a_style_the_policy_refuses(live, browser_page):
+    # The check above can fail: the same page with an inline style added is
+    # reported, and the style is not applied.
+    page = browser_page
+
+    def add_inline_style(route):
+        response = route.fetch()
+        route.fulfill(response=response,
+                      body=response.text().replace("</head>", "<style>main{max-width:1px}</style></head>"))
+
+    page.route("**/verify?*", add_inline_style)
+    page.goto(live.url + "/verify?token=t")
+    page.wait_for_function("document.readyState === 'complete'")
+    assert any("style-src 'self'" in text for text in csp_violations(page)), page.console
+    assert page.eval_on_selector("main", "e => getComputedStyle(e).maxWidth") == "416px"
