@@ -13,6 +13,10 @@ import pytest
 import requests
 
 from authapi import create_app
+from authapi.extensions import db
+from authapi.models import User
+from authapi.passwords import hash_password
+from authapi.services import recovery
 
 from .conftest import PASSWORD, Inbox, Server, base_env, bearer, error_code, free_port, post_login, token_from
 
@@ -225,6 +229,26 @@ def test_a_page_and_its_api_endpoint_share_one_rate_limit(make_app, page, api, b
     assert client.post(api, json=body).status_code == 429
     # Following the link is counted apart: the page still opens.
     assert client.get(page, query_string={"token": "t"}).status_code == 200
+
+
+def test_redis_down_is_a_page_and_the_reset_changes_nothing(make_app, database_url):
+    make_app()  # a fresh database
+    app = create_app("testing", environ=base_env(database_url, f"redis://127.0.0.1:{free_port()}/0"))
+    with app.app_context():
+        user = User(email="ada@example.com", username="ada", password_hash=hash_password(PASSWORD))
+        db.session.add(user)
+        db.session.commit()
+        token = recovery.issue_token(user, recovery.PASSWORD_RESET)
+    client = app.test_client()
+
+    # Its sessions cannot be revoked without Redis: refused, fail closed.
+    response = client.post("/reset", data={"token": token, "new_password": NEW_PASSWORD,
+                                           "new_password_confirm": NEW_PASSWORD})
+    assert response.status_code == 503 and page_error(response) == "service_unavailable"
+    assert "A backing service is unavailable" in html(response)
+    with app.app_context():
+        assert db.session.get(User, user.id).password_hash == user.password_hash
+        db.engine.dispose()
 
 
 # ---------------------------------------------------------------- over HTTP, on a real gunicorn
