@@ -329,6 +329,8 @@ def test_verify_page_over_http(live, inbox):
     assert user.email in live_page(done)
     assert user.is_verified()
     assert BAD_TOKEN_MESSAGE in live_page(requests.post(live.url + "/verify", data={"token": token}, timeout=10), 422)
+    # Logs name the path, never the query or the form that carry the token.
+    assert "/verify" in live.log_path.read_text() and token not in live.log_path.read_text()
 
 
 def test_reset_page_over_http(live, inbox):
