@@ -9,7 +9,7 @@ from sqlalchemy.exc import DBAPIError
 
 from config import load_config
 
-from . import auth, docs, health, http, keys, metrics, ratelimit, tokens, users, verify
+from . import auth, docs, health, http, keys, metrics, pages, ratelimit, tokens, users, verify
 from .cli import register_commands
 from .errors import register_error_handlers
 from .extensions import api, db, migrate, store
@@ -63,6 +63,10 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(verify.bp)
     if app.config["INTROSPECTION_CLIENTS"]:
         api.register_blueprint(verify.introspection_bp)
+    # HTML for people, not API: outside the OpenAPI document. Off, the routes
+    # do not exist (404 like any unknown URL).
+    if app.config["HOSTED_PAGES"]:
+        app.register_blueprint(pages.bp)
 
 
 def _end_db_session(exc) -> None:

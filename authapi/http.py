@@ -21,6 +21,9 @@ from .extensions import cors
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # OAuth2 password grant and RFC 7662 introspection (API.md §1, §11).
 FORM_ENDPOINTS = {"auth.login", "introspection.introspect"}
+# The hosted pages' forms (API.md §12): a form and nothing else. Every other
+# body, /auth/* included, stays JSON.
+FORM_ONLY_ENDPOINTS = {"pages.verify", "pages.reset"}
 # Forward authentication judges the Authorization header alone: whatever
 # body a proxy passes on is never read, so not checked (API.md §11).
 BODY_IGNORED = {"verify.verify"}
@@ -111,9 +114,11 @@ def check_body():
     before any view or extension parses them."""
     if request.routing_exception is not None or request.endpoint in BODY_IGNORED or not _has_body():
         return
-    if request.mimetype == FORM_MIMETYPE and request.endpoint in FORM_ENDPOINTS:
+    if request.mimetype == FORM_MIMETYPE and request.endpoint in FORM_ENDPOINTS | FORM_ONLY_ENDPOINTS:
         request.form  # reads the body now, so an oversized one is a 413 here
         return
+    if request.endpoint in FORM_ONLY_ENDPOINTS:
+        raise errors.UnsupportedMediaType(f"This form takes {FORM_MIMETYPE} bodies.")
     if not request.is_json:
         raise errors.UnsupportedMediaType()
     try:

@@ -2,8 +2,9 @@
 counted, the headers that describe it, and the one ``Retry-After`` of every 429.
 
 Every endpoint is limited per endpoint: those named in ``ENDPOINT_LIMITS``
-by their own setting, everything else by ``RATELIMIT_DEFAULT``; the health
-probes and ``EXEMPT_ENDPOINTS`` are exempt. Counts live in Redis, so every worker and host shares them.
+by their own setting, everything else by ``RATELIMIT_DEFAULT``; those in
+``COUNTED_AS`` as another endpoint; the health probes and ``EXEMPT_ENDPOINTS``
+are exempt. Counts live in Redis, so every worker and host shares them.
 When Redis cannot be reached the limiter counts in process memory until it is
 back: limits fail open, token checks and the login lockout fail closed (503).
 """
@@ -26,6 +27,10 @@ ENDPOINT_LIMITS = {
     "auth.forgot_password": "RATELIMIT_FORGOT",
 }
 DEFAULT_LIMIT = "RATELIMIT_DEFAULT"
+# endpoint -> the endpoint it is counted as: the hosted pages' forms (API.md
+# §12) do what these API endpoints do, under their limit and on their counter,
+# so a page is no way around the API's limit.
+COUNTED_AS = {"pages.verify": "auth.verify_email", "pages.reset": "auth.reset_password"}
 # Not limited at all: forward authentication (API.md §11) answers for every
 # request of the apps behind a proxy, all from the proxy's one address.
 EXEMPT_ENDPOINTS = {"verify.verify"}
@@ -36,9 +41,16 @@ def limit_setting(endpoint: str | None) -> str:
     return ENDPOINT_LIMITS.get(endpoint or "", DEFAULT_LIMIT)
 
 
+def counted_endpoint() -> str:
+    """What the current request is counted as (flask-limiter's request
+    identifier: a default limit is counted per identifier)."""
+    endpoint = request.endpoint or ""
+    return COUNTED_AS.get(endpoint, endpoint)
+
+
 def _current_limit() -> str:
     # Read per request, so each app (tests build many) uses its own settings.
-    return current_app.config[limit_setting(request.endpoint)]
+    return current_app.config[limit_setting(counted_endpoint())]
 
 
 def client_key() -> str:
@@ -64,6 +76,7 @@ def client_key() -> str:
 
 limiter = Limiter(
     key_func=client_key,
+    request_identifier=counted_endpoint,
     # A default limit is counted per endpoint (flask-limiter's scope), so one
     # callable serves the whole table.
     default_limits=[_current_limit],

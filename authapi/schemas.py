@@ -56,10 +56,10 @@ class AdminUserPatchIn(Schema):
     is_verified = json_boolean()
 
 
-class QueryIn(Schema):
-    """A query string, each parameter given at most once: of ``?page=1&page=2``
-    we would read one and a cache or proxy in front perhaps the other, so a
-    repeated parameter is a 422 naming it, never a silent choice."""
+class ParametersIn(Schema):
+    """A query string or a form body, each parameter given at most once: of
+    ``?page=1&page=2`` we would read one and a cache or proxy in front perhaps
+    the other, so a repeated parameter is a 422 naming it, never a silent choice."""
 
     @pre_load
     def refuse_repeated_parameters(self, data, **kwargs):
@@ -71,7 +71,7 @@ class QueryIn(Schema):
         return data
 
 
-class UserQueryIn(QueryIn):
+class UserQueryIn(ParametersIn):
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_ID))
     per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
     q = Text(validate=validate.Length(max=EMAIL_MAX_LENGTH))
@@ -110,6 +110,32 @@ class ResetPasswordIn(Schema):
 
 class VerifyEmailIn(Schema):
     token = token_field()
+
+
+# The hosted pages (API.md §12): the API's bodies above, as a link's query and as forms.
+
+
+class LinkIn(ParametersIn):
+    """The query of an email link. Any other parameter (a mail client's
+    tracking one) is ignored, as in every query."""
+
+    token = token_field()
+
+
+class VerifyFormIn(ParametersIn, VerifyEmailIn):
+    """POST /verify: the body of POST /auth/email/verify, as a form."""
+
+
+class ResetFormIn(ParametersIn, ResetPasswordIn):
+    """POST /reset: the body of POST /auth/password/reset, as a form, and the
+    password typed twice."""
+
+    new_password_confirm = Text(required=True, validate=validate.Length(max=PASSWORD_MAX_LENGTH))
+
+    @validates_schema
+    def check_confirmation(self, data, **kwargs):
+        if data["new_password"] != data["new_password_confirm"]:
+            raise ValidationError("Does not match the new password.", "new_password_confirm")
 
 
 class EmptyIn(Schema):

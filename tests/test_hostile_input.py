@@ -115,7 +115,15 @@ VALID = {
     "role": "user", "is_verified": False, "is_active": True, "current_password": PASSWORD,
     "new_password": "a different good password", "token": "x" * 43, "grant_type": "password",
     "scope": "", "page": 1, "per_page": 20, "q": "a", "refresh_token": None, "device_token": None,
-    "code": "123456", "mfa_token": "x" * 43,
+    "code": "123456", "mfa_token": "x" * 43, "new_password_confirm": "a different good password",
+}
+# The hosted pages (API.md §12) are not in the document: the places they read.
+# Their refusals are pages naming the envelope's code (pages.as_page).
+PAGE_FIELDS = {
+    ("GET", "/verify"): ["query:token"],
+    ("GET", "/reset"): ["query:token"],
+    ("POST", "/verify"): ["form:token"],
+    ("POST", "/reset"): ["form:token", "form:new_password", "form:new_password_confirm"],
 }
 
 # ---------------------------------------------------------------- the endpoints
@@ -162,6 +170,7 @@ def _places():
         where += [f"form:{f}" for f in _schema(operation, components, "application/x-www-form-urlencoded").get("properties", {})]
         where += [f"query:{p['name']}" for p in (operation or {}).get("parameters", []) if p["in"] == "query"]
         where += [f"path:{name}" for name in re.findall(r"<(?:[^:>]+:)?([^>]+)>", rule)]
+        where += PAGE_FIELDS.get((method, rule), [])
         places += [pytest.param(method, rule, operation, w, id=f"{method} {rule} {w}") for w in where]
     return places, components
 
@@ -221,6 +230,9 @@ def may_accept(kind: str, name: str, value) -> bool:
         text = unquote(value)
         if name == "is_active":
             return text in QUERY_BOOLEANS
+        if kind == "query" and name == "token":
+            # A link's token (the hosted pages): shown in a form, judged when posted.
+            return printable(text) and 0 < len(text) <= 512
         return name in FREE_TEXT and printable(text) and len(text) <= FREE_TEXT[name]
     return False  # path parameters, raw bodies
 
@@ -335,6 +347,10 @@ def hostile_request(world, method, rule, operation, where, value):
         body = {**body, name: value}
     elif kind == "raw-body":
         body, content_type = value
+    elif kind == "form" and (method, rule) in PAGE_FIELDS:
+        fields_ = {**{f.split(":")[1]: VALID[f.split(":")[1]] for f in PAGE_FIELDS[method, rule]}, name: value}
+        body = "&".join(f"{k}={v}" for k, v in fields_.items()).encode("latin-1")
+        content_type = "application/x-www-form-urlencoded"
     elif kind == "form":
         fields_ = {**{k: json.loads(v) for k, v in body.items()}, "grant_type": "password", name: value}
         body = "&".join(f"{k}={v}" for k, v in fields_.items()).encode("latin-1")
@@ -353,12 +369,19 @@ def hostile_request(world, method, rule, operation, where, value):
     return path + query, kwargs
 
 
-def check(response, label, *, must_refuse):
-    """The problems with one answer (none when it is right)."""
+def check(response, label, *, must_refuse, page=False):
+    """The problems with one answer (none when it is right); ``page``: a
+    hosted page, whose refusals are pages naming their code (save those made
+    before the request is routed, a malformed Host say: the envelope)."""
     problems = []
     status = response.status_code
     if status >= 500:
         problems.append(f"{label}: {status} {response.data[:120]!r}")
+    elif status >= 400 and page and response.mimetype != "application/json":
+        code = re.search(r'data-error-code="([a-z_]+)"', response.get_data(as_text=True))
+        if not (response.mimetype == "text/html" and "Content-Security-Policy" in response.headers
+                and code and code.group(1) in CATALOGUE.get(status, {})):
+            problems.append(f"{label}: {status} not a page naming its code: {response.data[:200]!r}")
     elif status >= 400:
         body = response.get_json(silent=True)
         error = body.get("error") if isinstance(body, dict) else None
@@ -401,7 +424,8 @@ def test_hostile_input_gets_a_4xx_in_the_envelope(world, method, rule, operation
         if response.status_code < 300 and (method, rule) not in CHANGE_NO_CREDENTIALS:
             world.fresh = False  # it may have spent a token or changed an account
         must_refuse = not may_accept(kind, name, value)
+        page = (method, rule) in PAGE_FIELDS
         if kind == "raw-body":
-            must_refuse = operation is not None and "requestBody" in operation
-        problems += check(response, f"{value!r:.70}", must_refuse=must_refuse)
+            must_refuse = (operation is not None and "requestBody" in operation) or (page and method == "POST")
+        problems += check(response, f"{value!r:.70}", must_refuse=must_refuse, page=page)
     assert not problems, "\n".join(problems[:40])

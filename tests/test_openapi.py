@@ -24,7 +24,11 @@ from authapi.passwords import hash_password
 
 from .conftest import PASSWORD, ROOT, base_env, fresh_server
 
-NON_API_ENDPOINTS = {"static", "api-docs.openapi_json", "api-docs.openapi_swagger_ui", "docs_assets.asset"}
+# The hosted pages (API.md §12) are HTML for people, not API: left out of the
+# document, which describes JSON endpoints only.
+HOSTED_PAGES = {"pages.verify_form", "pages.verify", "pages.reset_form", "pages.reset"}
+NON_API_ENDPOINTS = {"static", "api-docs.openapi_json", "api-docs.openapi_swagger_ui", "docs_assets.asset",
+                     *HOSTED_PAGES}
 
 CHECKS = [
     checks.not_a_server_error,
@@ -67,6 +71,13 @@ def test_document_describes_every_route(spec):
         operations = document["paths"].get(openapi_path(rule), {})
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert method.lower() in operations, (rule.rule, method)
+
+
+def test_document_leaves_the_hosted_pages_out(spec):
+    app, document = spec
+    pages = {openapi_path(rule) for rule in app.url_map.iter_rules() if rule.endpoint in HOSTED_PAGES}
+    assert pages == {"/verify", "/reset"}
+    assert not pages & set(document["paths"])
 
 
 def test_protected_operations_declare_their_bearer_token(spec):
