@@ -9,7 +9,7 @@ from sqlalchemy.exc import DBAPIError
 
 from config import load_config
 
-from . import auth, docs, health, http, keys, metrics, pages, ratelimit, tokens, users, verify
+from . import audit, auth, docs, health, http, keys, metrics, pages, ratelimit, tokens, users, verify
 from .cli import register_commands
 from .errors import register_error_handlers
 from .extensions import api, db, migrate, store
@@ -57,6 +57,7 @@ def register_database(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     api.register_blueprint(auth.bp)
     api.register_blueprint(users.bp)
+    api.register_blueprint(audit.bp)
     api.register_blueprint(health.bp)
     api.register_blueprint(metrics.bp)
     api.register_blueprint(keys.bp)

@@ -3,7 +3,7 @@
 from flask import request
 from flask_jwt_extended import current_user, get_jwt, jwt_required
 
-from . import cookies
+from . import cookies, http
 from .docs import bearer, refusals
 from .extensions import Blueprint, read_only
 from .schemas import (
@@ -27,18 +27,15 @@ from .schemas import (
     UserOut,
     VerifyEmailIn,
 )
-from .services import accounts, mfa, recovery, sessions
+from .services import accounts, logins, mfa, recovery, sessions
 
 bp = Blueprint("auth", __name__, url_prefix="/auth", description="Accounts, tokens and sessions")
 
 
 def client_info() -> dict:
     """What a new session records of its client. The address is already one
-    normalised address or None (http.client_address); the User-Agent is any
-    latin-1 text a client sent, so control characters (NUL, which PostgreSQL
-    refuses in text, and anything that could forge a log line) are dropped."""
-    user_agent = "".join(c for c in request.user_agent.string if c.isprintable())
-    return {"user_agent": user_agent, "ip": request.remote_addr}
+    normalised address or None (http.client_address)."""
+    return {"user_agent": http.client_user_agent(), "ip": request.remote_addr}
 
 
 @bp.post("/register")
@@ -56,7 +53,7 @@ def register(data):
 @bp.response(200, TokenPairOut)
 def login(data):
     device_token = cookies.presented_device_token(data.get("device_token"))
-    pair = accounts.login(data["username"], data["password"], device_token=device_token, **client_info())
+    pair = logins.login(data["username"], data["password"], device_token=device_token, **client_info())
     return cookies.deliver_token_pair(pair)
 
 
@@ -77,7 +74,7 @@ def refresh(data):
 @bp.arguments(EmptyIn, required=False)
 @bp.response(200, MessageOut)
 def logout(data):
-    sessions.end_session(current_user, get_jwt()["sid"])
+    sessions.end_session(current_user, get_jwt()["sid"], reason="logout")
     cookies.clear_refresh_cookies()
     return {"message": "Logged out."}
 
@@ -162,7 +159,7 @@ def verify_email(data):
 @bp.arguments(LoginMfaIn)
 @bp.response(200, TokenPairOut)
 def login_mfa(data):
-    return cookies.deliver_token_pair(mfa.complete_login(data["mfa_token"], data["code"], **client_info()))
+    return cookies.deliver_token_pair(logins.complete_login(data["mfa_token"], data["code"], **client_info()))
 
 
 @bp.get("/mfa")

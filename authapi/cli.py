@@ -1,4 +1,5 @@
-"""Admin commands: ``flask --app wsgi users ...`` and ``sessions purge``.
+"""Admin commands: ``flask --app wsgi users ...``, ``sessions purge``,
+``mfa rotate-keys`` and ``events purge``.
 
 Each command calls the same service functions as the HTTP API, so the password
 policy, revocation and the last-admin rule live in one place. Success prints
@@ -9,6 +10,7 @@ from functools import wraps
 
 import click
 import redis
+from flask import current_app
 from flask.cli import AppGroup
 from marshmallow import ValidationError
 from sqlalchemy.exc import OperationalError
@@ -16,13 +18,14 @@ from sqlalchemy.exc import OperationalError
 from . import errors
 from .models import ROLES
 from .schemas import AdminUserIn
-from .services import admin, devices, mfa, recovery, sessions
+from .services import admin, devices, events, mfa, recovery, sessions
 
 ACTOR = "cli"
 
 users_cli = AppGroup("users", help="Manage user accounts.")
 sessions_cli = AppGroup("sessions", help="Manage login sessions.")
 mfa_cli = AppGroup("mfa", help="Two-factor authentication.")
+events_cli = AppGroup("events", help="The audit trail of security events.")
 
 
 def _describe(details) -> str:
@@ -187,7 +190,17 @@ def rotate_mfa_keys():
     click.echo(f"Re-encrypted the TOTP secrets of {count} accounts under the first key.")
 
 
+@events_cli.command("purge")
+@reports_errors
+def purge_events():
+    """Delete the security events older than EVENT_RETENTION_DAYS."""
+    count = events.purge_expired()
+    days = current_app.config["EVENT_RETENTION_DAYS"]
+    click.echo(f"Purged {count} security events older than {days} days.")
+
+
 def register_commands(app):
     app.cli.add_command(users_cli)
     app.cli.add_command(sessions_cli)
     app.cli.add_command(mfa_cli)
+    app.cli.add_command(events_cli)

@@ -1,14 +1,21 @@
 """Field types for the schemas: what each kind of value (text, email,
-username, new password, JSON boolean) accepts, and the constraints each states
+username, new password, JSON boolean, the audit trail's cursor, event types
+and timestamps) accepts, and the constraints each states
 of itself in the OpenAPI document (``openapi_properties``), so the document
 says exactly what the server enforces."""
 
+import base64
+import binascii
+import json
 import re
+from datetime import datetime, timezone
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from marshmallow import ValidationError, fields, validate
 
 from .passwords import PASSWORD_MAX_LENGTH
+from .services.events import EVENT_TYPES
+from .tokens import UUID_PATTERN
 
 EMAIL_MAX_LENGTH = 254  # RFC 5321's limit on a path
 USERNAME_MIN_LENGTH, USERNAME_MAX_LENGTH = 3, 32
@@ -134,3 +141,70 @@ class JSONBoolean(fields.Boolean):
 
 def json_boolean(**kwargs):
     return JSONBoolean(**kwargs)
+
+
+# ---------------------------------------------------------------- the audit trail's queries
+
+# An opaque position in a listing of security events: the base64url (no
+# padding) of the JSON ``[occurred_at, id]`` of the last event of a page.
+CURSOR_PATTERN = "^[A-Za-z0-9_-]+$"
+CURSOR_MAX_LENGTH = 128
+
+
+class Cursor(Text):
+    """A page's position, loaded as the ``(occurred_at, id)`` key the listing
+    continues below. Only a cursor exactly as the API writes it is accepted
+    (a 422 for anything else): a client cannot hand us a position of its own
+    making in another form, nor anything the database would choke on."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        occurred_at, event_id = value
+        text = json.dumps([occurred_at.astimezone(timezone.utc).isoformat(timespec="microseconds"), event_id],
+                          separators=(",", ":"))
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            if len(value) > CURSOR_MAX_LENGTH or not re.fullmatch(CURSOR_PATTERN, value):
+                raise ValueError
+            moment, event_id = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+            key = (datetime.fromisoformat(moment), event_id)
+            if not UUID_PATTERN.match(event_id) or self._serialize(key, attr, None) != value:
+                raise ValueError
+        except (ValueError, TypeError, OverflowError, binascii.Error):
+            raise ValidationError("Not a cursor this API gave.") from None
+        return key
+
+    def openapi_properties(self, config) -> dict:
+        return {"pattern": CURSOR_PATTERN, "maxLength": CURSOR_MAX_LENGTH}
+
+
+class EventTypes(Text):
+    """Comma-separated security event types (API.md §10), loaded as a list."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        types = value.split(",")
+        if not all(name in EVENT_TYPES for name in types):
+            raise ValidationError("Each must be a known event type, like login.failed or user.updated.")
+        return types
+
+    def openapi_properties(self, config) -> dict:
+        one = "(?:{})".format("|".join(re.escape(name) for name in EVENT_TYPES))
+        return {"pattern": f"^{one}(?:,{one})*$"}
+
+
+class UTCDateTime(fields.AwareDateTime):
+    """An ISO 8601 timestamp with its offset (API.md §1), loaded in UTC."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            value = value.upper()  # RFC 3339 allows "t" and "z"; fromisoformat does not
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(timezone.utc)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+            raise ValidationError("Out of range.") from None

@@ -60,6 +60,13 @@ def current_request_id() -> str:
     return g.request_id
 
 
+def client_user_agent() -> str:
+    """The request's User-Agent as text fit to store and log: any latin-1 a
+    client sent, with control characters (NUL, which PostgreSQL refuses in
+    text, and anything that could forge a log line) dropped."""
+    return "".join(c for c in request.user_agent.string if c.isprintable())
+
+
 def client_address(value: str | None) -> str | None:
     """``value`` as the one text form of its address (IPv6 compressed and
     without a zone, an IPv4-mapped IPv6 address as IPv4), or None when it is

@@ -26,7 +26,9 @@ can type reaches another kind's keys:
 Each failure keeps the count alive for another ``LOCKOUT_SECONDS``; the failure
 that reaches the threshold locks for ``LOCKOUT_SECONDS``, during which even the
 right password gets 429. A success clears the count; a password reset clears
-the logins of the account.
+the logins of the account. Each ``count_*`` says whether its attempt is the one
+that reaches the threshold, so that its failure, and only its, is recorded as
+the start of a lockout (``lockout.started``, API.md §10).
 
 The store's errors are not caught: with Redis down a login answers 503 rather
 than letting password guesses through uncounted (fail closed).
@@ -62,9 +64,10 @@ def device_key(token_hash: str) -> str:
     return f"authapi:lockout:device:{token_hash}:n"
 
 
-def count_login_attempt(login: str) -> None:
-    """Count a login attempt before any password work. Raises RateLimited."""
-    _count_attempt(*login_keys(login), user_id=None)
+def count_login_attempt(login: str) -> bool:
+    """Count a login attempt before any password work: True when its failure
+    starts a lockout. Raises RateLimited."""
+    return _count_attempt(*login_keys(login), user_id=None)
 
 
 def clear_logins(*logins: str) -> None:
@@ -96,9 +99,10 @@ def clear_device(token_hash: str) -> None:
     _clear([device_key(token_hash)])
 
 
-def count_password_check(user_id: int) -> None:
-    """Count a check of a logged-in user's current password. Raises RateLimited."""
-    _count_attempt(*password_check_keys(user_id), user_id=user_id)
+def count_password_check(user_id: int) -> bool:
+    """Count a check of a logged-in user's current password: True when its
+    failure starts a lockout. Raises RateLimited."""
+    return _count_attempt(*password_check_keys(user_id), user_id=user_id)
 
 
 def clear_password_checks(user_id: int) -> None:
@@ -106,9 +110,10 @@ def clear_password_checks(user_id: int) -> None:
     _clear(list(password_check_keys(user_id)))
 
 
-def count_code_check(user_id: int) -> None:
-    """Count a second-factor code of a user before checking it. Raises RateLimited."""
-    _count_attempt(*code_check_keys(user_id), user_id=user_id)
+def count_code_check(user_id: int) -> bool:
+    """Count a second-factor code of a user before checking it: True when a
+    wrong one starts a lockout. Raises RateLimited."""
+    return _count_attempt(*code_check_keys(user_id), user_id=user_id)
 
 
 def clear_code_checks(user_id: int) -> None:
@@ -116,9 +121,11 @@ def clear_code_checks(user_id: int) -> None:
     _clear(list(code_check_keys(user_id)))
 
 
-def _count_attempt(count_key: str, lock_key: str, user_id: int | None) -> None:
+def _count_attempt(count_key: str, lock_key: str, user_id: int | None) -> bool:
     """Raises RateLimited (429 with Retry-After) while locked, or when this
     attempt is one past ``LOCKOUT_THRESHOLD`` consecutive failures (which locks).
+    Else True when this attempt is the ``LOCKOUT_THRESHOLD``-th in a row: if it
+    fails, the next is refused (the counter is atomic: one attempt alone sees it).
 
     Counting first makes the threshold exact under concurrency (the counter is
     atomic), and a store failure then stops the attempt before the password is
@@ -127,11 +134,12 @@ def _count_attempt(count_key: str, lock_key: str, user_id: int | None) -> None:
     config = current_app.config
     _refuse_if_locked(lock_key)
     seconds = config["LOCKOUT_SECONDS"]
-    if store.incr(count_key, seconds) <= config["LOCKOUT_THRESHOLD"]:
+    count = store.incr(count_key, seconds)
+    if count <= config["LOCKOUT_THRESHOLD"]:
         # Look again: a concurrent attempt may have locked (and reset the
         # count) between our first look and our count.
         _refuse_if_locked(lock_key)
-        return
+        return count == config["LOCKOUT_THRESHOLD"]
     until = time.time() + seconds
     store.set_many([(lock_key, str(until), seconds)])
     store.delete(count_key)

@@ -17,8 +17,9 @@ import time
 import click
 from flask import Flask, current_app, g, has_request_context, request
 from flask.logging import default_handler
-from flask_jwt_extended import get_jwt_identity
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
+
+from .tokens import signed_in_user_id
 
 HANDLER_NAME = "authapi"
 request_log = logging.getLogger("authapi.request")
@@ -132,12 +133,7 @@ def start_request_timer():
 
 
 def _user_id():
-    try:
-        # Only set once a token passed every check, revocation included.
-        identity = get_jwt_identity()
-    except RuntimeError:
-        identity = None
-    return int(identity) if identity else g.get("log_user_id")
+    return signed_in_user_id() or g.get("log_user_id")
 
 
 def log_request(response):

@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    JSON,
     String,
     TypeDecorator,
     func,
@@ -178,3 +179,31 @@ class RecoveryCode(db.Model):
     code_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SecurityEvent(db.Model):
+    """One entry of the audit trail (API.md §10), written in the transaction
+    of the change it records (authapi.services.events).
+
+    ``user_id`` and ``actor_id`` are plain integers, not foreign keys: the
+    trail outlives the accounts it names (``user.deleted`` must survive the
+    deletion). Each index serves one listing, newest first, with the keyset
+    ``(occurred_at, id)`` as its tail."""
+
+    __tablename__ = "security_events"
+    __table_args__ = (
+        Index("ix_security_events_occurred", "occurred_at", "id"),
+        Index("ix_security_events_user", "user_id", "occurred_at", "id"),
+        Index("ix_security_events_type", "type", "occurred_at", "id"),
+    )
+
+    # Opaque to clients; a webhook's ``webhook-id`` (Standard Webhooks).
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    actor_id: Mapped[int | None] = mapped_column(Integer)
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(255))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    data: Mapped[dict] = mapped_column(JSON)

@@ -7,8 +7,8 @@ Whether a well-formed token is still honoured is revocation's rule
 
 import re
 
-from flask import current_app
-from flask_jwt_extended import create_access_token, create_refresh_token
+from flask import current_app, has_request_context
+from flask_jwt_extended import create_access_token, create_refresh_token, get_jwt_identity
 from flask_jwt_extended.exceptions import JWTDecodeError
 
 from . import errors, keys, revocation
@@ -52,6 +52,18 @@ def issue_token_pair(user: User, session_id: str, refresh_jti: str, amr) -> dict
         "expires_in": config["ACCESS_TOKEN_TTL"],
         "refresh_expires_in": config["REFRESH_TOKEN_TTL"],
     }
+
+
+def signed_in_user_id() -> int | None:
+    """The user id of the request's token once it passed every check
+    (revocation included), or None: no request, or none with a token."""
+    if not has_request_context():
+        return None
+    try:
+        identity = get_jwt_identity()
+    except RuntimeError:  # the view verified no token
+        return None
+    return int(identity) if identity else None
 
 
 def check_claims(claims: dict) -> None:

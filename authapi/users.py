@@ -15,7 +15,7 @@ from .schemas import (
     UserPageOut,
     UserQueryIn,
 )
-from .services import accounts, admin, mfa
+from .services import accounts, admin
 
 bp = Blueprint("users", __name__, url_prefix="/users", description="User accounts")
 

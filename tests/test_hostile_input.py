@@ -116,6 +116,9 @@ VALID = {
     "new_password": "a different good password", "token": "x" * 43, "grant_type": "password",
     "scope": "", "page": 1, "per_page": 20, "q": "a", "refresh_token": None, "device_token": None,
     "code": "123456", "mfa_token": "x" * 43, "new_password_confirm": "a different good password",
+    # The audit trail's query (a cursor is only ever one the API wrote: none here).
+    "limit": 50, "cursor": None, "user_id": 1, "type": "login.failed",
+    "since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z",
 }
 # The hosted pages (API.md §12) are not in the document: the places they read.
 # Their refusals are pages naming the envelope's code (pages.as_page).

@@ -1,16 +1,15 @@
-"""Accounts: registration, login, profile, password change, deletion."""
+"""Accounts: registration, profile, password change, deletion."""
 
 from flask import current_app
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.attributes import set_committed_value
 
-from .. import errors, lockout, metrics, revocation
+from .. import errors, lockout, revocation
 from ..extensions import db
-from ..models import DeviceToken, User, utcnow
-from ..passwords import ensure_password_allowed, hash_password, needs_rehash, verify_password
+from ..models import User
+from ..passwords import ensure_password_allowed, hash_password, verify_password
 from ..tokens import MFA_AMR, PASSWORD_AMR
-from . import devices, mfa, recovery, sessions
+from . import events, mfa, recovery, sessions
 
 INCORRECT_PASSWORD = "Incorrect password."
 
@@ -48,15 +47,23 @@ def ensure_unique(email: str | None, username: str | None, exclude_id: int | Non
         raise errors.Conflict("The email or username is already taken.", details)
 
 
-def commit_unique(email: str | None, username: str | None, exclude_id: int | None = None):
-    """Commit, turning a uniqueness violation (also one lost to a concurrent
-    request after our pre-check) into Conflict."""
+def flush_unique(email: str | None, username: str | None, exclude_id: int | None = None):
+    """Write the pending changes (not committed), turning a uniqueness
+    violation (also one lost to a concurrent request after our pre-check)
+    into Conflict, rolled back. The unique indexes are checked as each row is
+    written, so the commit that follows cannot fail on them."""
     try:
-        db.session.commit()
+        db.session.flush()
     except IntegrityError:
         db.session.rollback()
         details = check_unique(email, username, exclude_id) or None
         raise errors.Conflict("The email or username is already taken.", details) from None
+
+
+def commit_unique(email: str | None, username: str | None, exclude_id: int | None = None):
+    """``flush_unique``, then commit."""
+    flush_unique(email, username, exclude_id)
+    db.session.commit()
 
 
 def register(email: str, username: str, password: str, full_name: str | None = None) -> User:
@@ -72,11 +79,13 @@ def register(email: str, username: str, password: str, full_name: str | None = N
 
 def create_account(
     email: str, username: str, password: str, full_name: str | None = None,
-    role: str = "user", is_verified: bool = False,
+    role: str = "user", is_verified: bool = False, *, created_by=None,
 ) -> User:
     """Insert an account and, unless it is verified, send the verification
-    email. Raises ValidationFailed (``password``) for a password the policy
-    refuses, Conflict when the email or username is taken."""
+    email. Records ``user.registered`` (by the user itself) or, with
+    ``created_by`` (an admin, or the CLI as ``"cli"``), ``user.created``.
+    Raises ValidationFailed (``password``) for a password the policy refuses,
+    Conflict when the email or username is taken."""
     ensure_password_allowed(password, username=username, email=email)
     ensure_unique(email, username)
     user = User(
@@ -88,112 +97,15 @@ def create_account(
         is_verified=is_verified,
     )
     db.session.add(user)
-    commit_unique(email, username)
+    flush_unique(email, username)  # the event needs the new id
+    if created_by is None:
+        events.record("user.registered", user_id=user.id, actor_id=user.id)
+    else:
+        events.record("user.created", user_id=user.id, actor_id=actor_id_of(created_by), data={"role": role})
+    db.session.commit()
     if not user.is_verified:
         recovery.send_verification_email(user)
     return user
-
-
-@metrics.count_login
-def login(
-    username: str, password: str, user_agent: str | None, ip: str | None,
-    device_token: str | None = None,
-) -> dict:
-    """Check credentials and start a session; the pair also carries a device
-    token (the one presented, when it was usable, else a new one). Raises
-    InvalidCredentials alike for an unknown user, a wrong password and a
-    deactivated account; RateLimited while ``username`` is locked out after
-    repeated failures, unless a usable device token of the account came with
-    the attempt (API.md §7); EmailNotVerified when REQUIRE_VERIFIED_EMAIL holds
-    it back; MfaRequired, with the second step's token, when TOTP is on."""
-    device = _count_login_attempt(username, device_token)
-    user = find_by_login(username)
-    if not verify_password(user.password_hash if user else None, password) or not user.is_active:
-        user_id = user.id if user else None
-        current_app.logger.info("login failed", extra={"event": "login_failed", "user_id": user_id})
-        _count_device_failure(device)
-        raise errors.InvalidCredentials()
-    if device is None:
-        lockout.clear_logins(username, user.username, user.email)
-    else:
-        # Only the device's count: the owner's login from a known device does
-        # not give whoever locked the username a fresh set of guesses.
-        lockout.clear_device(device.token_hash)
-    # Only after the password is right, so this says nothing to a guesser.
-    if current_app.config["REQUIRE_VERIFIED_EMAIL"] and not user.is_verified:
-        raise errors.EmailNotVerified()
-    if user.mfa_enabled:
-        # No session yet: POST /auth/login/mfa completes the login (and issues
-        # the device token) once a code is right. The hash is brought up to
-        # date now, when the password is at hand, so that the second step does
-        # no argon2 work and such accounts are re-hashed too.
-        _swap_password_hash(user, password)
-        db.session.commit()
-        mfa.begin_second_step(user)
-    _swap_password_hash(user, password, last_login_at=utcnow())
-    login_session = sessions.start_session(user, user_agent, ip)
-    # The same device token again rather than a new row per login.
-    device_token = device_token if device is not None else devices.issue(user)
-    db.session.commit()
-    current_app.logger.info("login", extra={"event": "login", "user_id": user.id})
-    pair = sessions.issue_for(user, login_session)
-    return {**pair, "device_token": device_token}
-
-
-def _swap_password_hash(user: User, password: str, **values) -> None:
-    """Store ``values`` and, when its parameters are outdated, a new hash of the
-    password just verified against ``user.password_hash``.
-
-    A compare-and-swap on the verified hash: the UPDATE locks the user's row
-    (SQLite: the database) until the caller commits. A password change or
-    reset that committed first makes it match nothing (InvalidCredentials), and
-    one that comes after sees the new session and ends it."""
-    verified_hash = user.password_hash
-    new_hash = hash_password(password) if needs_rehash(verified_hash) else verified_hash
-    if new_hash == verified_hash and not values:
-        return
-    updated = db.session.execute(
-        update(User)
-        .where(User.id == user.id, User.password_hash == verified_hash)
-        .values(password_hash=new_hash, **values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if updated != 1:
-        db.session.rollback()
-        raise errors.InvalidCredentials()
-    # The loaded row must say what is stored (the second step's token binds
-    # to it), without marking it changed.
-    set_committed_value(user, "password_hash", new_hash)
-
-
-def _count_login_attempt(login: str, device_token: str | None) -> DeviceToken | None:
-    """Count a login attempt before any password work: against the device
-    token when it is a usable one of the account ``login`` names, else against
-    ``login`` as typed. Returns the device token it was counted against, or None.
-    Raises RateLimited.
-
-    Without a usable device token the count comes before the account is looked
-    up, so a locked login answers the same whether or not the account exists
-    (the device token's look-up is by its hash, whatever ``login`` is).
-    """
-    device = devices.recognise(device_token, login)
-    if device is not None and lockout.count_device_attempt(device.token_hash):
-        return device
-    lockout.count_login_attempt(login)
-    return None
-
-
-def _count_device_failure(device: DeviceToken | None) -> None:
-    """After a failed login with a device token: void it once its failures in
-    a row reach ``LOCKOUT_THRESHOLD``, so it cannot skip the lockout again."""
-    if device is not None and lockout.device_exhausted(device.token_hash):
-        # Its count is left to expire: cleared now, a concurrent guess that
-        # looked the token up before the void would be counted from zero.
-        devices.void(device)
-        current_app.logger.warning(
-            "device token voided after repeated failures",
-            extra={"event": "device_token_voided", "user_id": device.user_id},
-        )
 
 
 def confirm_password(user: User, password: str | None, field: str) -> None:
@@ -207,9 +119,11 @@ def confirm_password(user: User, password: str | None, field: str) -> None:
     Raises ValidationFailed naming ``field``, RateLimited."""
     if not password:
         raise errors.ValidationFailed(details={field: ["Your current password is required."]})
-    lockout.count_password_check(user.id)
+    last_try = lockout.count_password_check(user.id)
     verified_hash = user.password_hash
     if not verify_password(verified_hash, password):
+        if last_try:
+            events.record_alone("lockout.started", user_id=user.id)
         raise errors.ValidationFailed(details={field: [INCORRECT_PASSWORD]})
     lockout.clear_password_checks(user.id)
     held = db.session.execute(
@@ -235,6 +149,7 @@ def update_profile(user: User, current_password: str | None = None, code: str | 
         confirm_password(user, current_password, "current_password")
         mfa.step_up(user, code)
     ensure_unique(new_email, changes.get("username"), exclude_id=user.id)
+    before = account_fields(user)
     for field in ("full_name", "username", "email"):
         if field in changes:
             setattr(user, field, changes[field])
@@ -242,6 +157,7 @@ def update_profile(user: User, current_password: str | None = None, code: str | 
         user.is_verified = False
         # A reset link mailed to the old address must not take the account back.
         recovery.void_tokens(user, recovery.PASSWORD_RESET)
+    record_update(user, before)
     commit_unique(changes.get("email"), changes.get("username"), exclude_id=user.id)
     if email_changes:
         recovery.send_verification_email(user)
@@ -263,9 +179,40 @@ def change_password(
     recovery.replace_password(user, new_password)
     amr = MFA_AMR if user.mfa_enabled else PASSWORD_AMR
     login_session = sessions.start_session(user, user_agent, ip, amr)
+    events.record("password.changed", user_id=user.id)
+    # The new session is a sign-in too: every session's start is in the trail.
+    events.record("login.succeeded", user_id=user.id,
+                  data={"method": "mfa" if user.mfa_enabled else "password", "session_id": login_session.id})
     db.session.commit()
     current_app.logger.info("password changed", extra={"event": "password_change", "user_id": user.id})
     return sessions.issue_for(user, login_session)
+
+
+# What ``user.updated`` reports the changes of (API.md §10).
+ACCOUNT_FIELDS = ("full_name", "username", "email", "role", "is_active", "is_verified")
+
+
+def account_fields(user: User) -> dict:
+    """The values ``record_update`` compares with, read before a change."""
+    return {field: getattr(user, field) for field in ACCOUNT_FIELDS}
+
+
+def record_update(user: User, before: dict, actor_id=events.FROM_REQUEST) -> None:
+    """Record the changes of ``user`` since ``account_fields`` gave ``before``:
+    ``user.updated`` with each changed field's old and new value, and
+    ``email.changed`` when the address is another one (not only its case)."""
+    changes = {field: [old, getattr(user, field)] for field, old in before.items() if getattr(user, field) != old}
+    if changes:
+        events.record("user.updated", user_id=user.id, actor_id=actor_id, data={"changes": changes})
+    if before["email"].lower() != user.email.lower():
+        events.record("email.changed", user_id=user.id, actor_id=actor_id,
+                      data={"from": before["email"], "to": user.email})
+
+
+def actor_id_of(actor) -> int | None:
+    """The ``actor_id`` of an event for an admin service's ``actor``: the
+    admin's id, or None for the CLI (``"cli"``)."""
+    return actor.id if isinstance(actor, User) else None
 
 
 def removing_admin(user: User) -> bool:
@@ -302,10 +249,10 @@ def delete_own_account(user: User, password: str, code: str | None = None) -> No
     current_app.logger.info("account deleted", extra={"event": "account_delete", "user_id": user.id})
 
 
-def delete_account(user: User) -> None:
+def delete_account(user: User, actor_id=events.FROM_REQUEST) -> None:
     """Delete an account and revoke every token it holds: the one deletion,
-    for the user, the admin API and the CLI. Raises Conflict for the last
-    active admin (nothing is changed)."""
+    for the user, the admin API and the CLI (``actor_id`` None). Its events
+    stay. Raises Conflict for the last active admin (nothing is changed)."""
     was_admin = removing_admin(user)
     login_sessions = sessions.active_sessions(user)
     db.session.delete(user)
@@ -313,4 +260,5 @@ def delete_account(user: User) -> None:
         ensure_an_admin_remains()
     # Only once the change is known to be allowed: a refused one changes nothing.
     revocation.revoke_deleted_user(user.id, login_sessions)
+    events.record("user.deleted", user_id=user.id, actor_id=actor_id)
     db.session.commit()

@@ -1,7 +1,7 @@
 """User administration, shared by the admin endpoints and the CLI.
 
-``actor`` names who acts, for the audit log: a User, or a string such as
-``"cli"``.
+``actor`` names who acts, for the log and the security events: a User, or a
+string such as ``"cli"`` (an event's ``actor_id`` is then null).
 """
 
 import logging
@@ -14,7 +14,7 @@ from .. import errors, revocation
 from ..extensions import db
 from ..models import User
 from ..passwords import ensure_password_allowed
-from . import accounts, mfa, recovery, sessions
+from . import accounts, events, mfa, recovery, sessions
 
 log = logging.getLogger("authapi.admin")
 
@@ -84,7 +84,7 @@ def get_user_by_email(email: str) -> User:
 def create_user(actor, email, username, password, full_name=None, role="user", is_verified=False) -> User:
     """Create an account (registration rules, whether or not registration is
     open). Raises ValidationFailed (password policy), Conflict."""
-    user = accounts.create_account(email, username, password, full_name, role, is_verified)
+    user = accounts.create_account(email, username, password, full_name, role, is_verified, created_by=actor)
     _audit(actor, "create", user, role=role)
     return user
 
@@ -94,7 +94,9 @@ def update_user(actor, user: User, **changes) -> User:
     ``is_verified``. The changes ``revocation.changes_revoke`` names (a role
     change, a deactivation) revoke the user's tokens at once; a new email is
     unverified unless ``is_verified`` says otherwise.
+    Records ``user.updated`` (and ``email.changed``) with what changed.
     Raises Conflict (taken email or username, last active admin)."""
+    before = accounts.account_fields(user)
     changed = {k: v for k, v in changes.items() if getattr(user, k) != v}
     if "email" in changed and changed["email"].lower() == user.email.lower():
         changed.pop("email")
@@ -117,6 +119,7 @@ def update_user(actor, user: User, **changes) -> User:
     if revoke:
         # After the checks: a refused change must not end anyone's sessions.
         revocation.revoke_user(user, login_sessions)
+    accounts.record_update(user, before, actor_id=accounts.actor_id_of(actor))
     accounts.commit_unique(changed.get("email"), changed.get("username"), exclude_id=user.id)
     if changed:
         _audit(actor, "update", user, fields=",".join(sorted(changed)))
@@ -130,6 +133,7 @@ def set_password(actor, user: User, password: str) -> None:
     (password policy)."""
     ensure_password_allowed(password, username=user.username, email=user.email)
     recovery.replace_password(user, password)
+    events.record("password.changed", user_id=user.id, actor_id=accounts.actor_id_of(actor))
     db.session.commit()
     _audit(actor, "set password", user)
 
@@ -137,12 +141,12 @@ def set_password(actor, user: User, password: str) -> None:
 def delete_user(actor, user: User) -> None:
     """Delete an account (``accounts.delete_account``), audited; its tokens stop
     working. Raises Conflict (last admin)."""
-    accounts.delete_account(user)
+    accounts.delete_account(user, actor_id=accounts.actor_id_of(actor))
     _audit(actor, "delete", user)
 
 
 def reset_mfa(actor, user: User) -> None:
     """Turn a user's two-factor authentication off (a lost device): recovery
     codes void, sessions end (``mfa.reset``), audited."""
-    mfa.reset(user)
+    mfa.reset(user, actor_id=accounts.actor_id_of(actor))
     _audit(actor, "reset mfa", user)

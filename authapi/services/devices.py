@@ -7,7 +7,7 @@ SHA-256 (a leaked table cannot be replayed; the token's entropy makes a salt
 useless). It is void once ``LOCKOUT_THRESHOLD`` logins with it failed in a row
 (the count is authapi.lockout's), on a password reset, and gone with the
 account (foreign key cascade); it expires ``DEVICE_TOKEN_TTL`` seconds after it
-was issued. Whether a login may use it is decided in ``services.accounts.login``.
+was issued. Whether a login may use it is decided in ``services.logins.login``.
 """
 
 import hashlib
@@ -77,16 +77,16 @@ def issue(user: User) -> str:
     return token
 
 
-def void(device: DeviceToken) -> None:
-    """Void one device token for good. Committed: the login that exhausted it
-    is refused, and its refusal must not undo this."""
-    db.session.execute(
+def void(device: DeviceToken) -> bool:
+    """Void one device token for good (not committed: the refused login that
+    exhausted it commits it with its events). True when this call voided it,
+    False when a concurrent one did."""
+    return db.session.execute(
         update(DeviceToken)
         .where(DeviceToken.id == device.id, DeviceToken.voided_at.is_(None))
         .values(voided_at=utcnow())
         .execution_options(synchronize_session=False)
-    )
-    db.session.commit()
+    ).rowcount == 1
 
 
 def void_all(user: User) -> None:

@@ -12,7 +12,7 @@ from .. import errors, lockout, mail, ratelimit, revocation
 from ..extensions import db
 from ..models import OneTimeToken, User, utcnow
 from ..passwords import ensure_password_allowed, hash_password
-from . import devices, sessions
+from . import devices, events, sessions
 
 PASSWORD_RESET = "password_reset"
 EMAIL_VERIFY = "email_verify"
@@ -214,6 +214,8 @@ def reset_password(token: str, new_password: str) -> None:
     # Whoever held a device token with the old password starts again from
     # the username's lockout.
     devices.void_all(user)
+    # The owner of the mailbox acts, with no token of the account.
+    events.record("password.reset", user_id=user.id, actor_id=user.id)
     db.session.commit()
     current_app.logger.info("password reset", extra={"event": "password_reset", "user_id": user.id})
     try:
@@ -237,6 +239,7 @@ def verify_email(token: str) -> User:
         raise _bad_token()
     _spend(record)
     user.is_verified = True
+    events.record("email.verified", user_id=user.id, actor_id=user.id)
     db.session.commit()
     return user
 

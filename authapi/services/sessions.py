@@ -15,6 +15,7 @@ from .. import errors, metrics, revocation
 from ..extensions import db
 from ..models import AuthSession, User, utcnow
 from ..tokens import PASSWORD_AMR, UUID_PATTERN, amr_of, issue_token_pair
+from . import events
 
 
 def _new_id() -> str:
@@ -108,6 +109,7 @@ def rotate_refresh_token(user: User, claims: dict) -> dict:
     )
     metrics.REFRESH_REUSE.inc()
     revocation.revoke_sessions([login_session])
+    events.record("session.reuse_detected", user_id=user.id, data={"session_id": login_session.id})
     db.session.commit()
     raise errors.TokenReused()
 
@@ -135,10 +137,11 @@ def list_sessions(user: User, current_session_id: str) -> list[AuthSession]:
     return login_sessions
 
 
-def end_session(user: User, session_id: str) -> None:
-    """Revoke one of the user's login sessions whose tokens may still work.
-    Raises NotFound for an unknown, ended, fully expired or foreign session;
-    the store's errors (503)."""
+def end_session(user: User, session_id: str, reason: str = "deleted") -> None:
+    """Revoke one of the user's login sessions whose tokens may still work;
+    ``session.ended`` says why (``logout`` or ``deleted``). Raises NotFound
+    for an unknown, ended, fully expired or foreign session; the store's
+    errors (503)."""
     # Only a well-formed id reaches the database (PostgreSQL refuses NUL in text).
     login_session = db.session.get(AuthSession, session_id) if UUID_PATTERN.match(session_id) else None
     if (
@@ -151,15 +154,24 @@ def end_session(user: User, session_id: str) -> None:
     ):
         raise errors.NotFound("Session not found.")
     revocation.revoke_sessions([login_session])
+    _record_ended([login_session], reason)
     db.session.commit()
 
 
 def end_all_sessions(user: User) -> None:
-    """Revoke every login session and every token issued to the user so far.
-    Raises the store's errors (503)."""
-    revocation.revoke_user(user, active_sessions(user))
+    """Revoke every login session and every token issued to the user so far
+    (``session.ended`` for each live one). Raises the store's errors (503)."""
+    login_sessions = active_sessions(user)
+    revocation.revoke_user(user, login_sessions)
+    _record_ended(login_sessions, "logout_all")
     db.session.commit()
     current_app.logger.info("logged out everywhere", extra={"event": "logout_all", "user_id": user.id})
+
+
+def _record_ended(login_sessions: list[AuthSession], reason: str) -> None:
+    for login_session in login_sessions:
+        events.record("session.ended", user_id=login_session.user_id,
+                      data={"session_id": login_session.id, "reason": reason})
 
 
 def purge_expired_sessions() -> int:
