@@ -9,7 +9,7 @@ from sqlalchemy.exc import DBAPIError
 
 from config import load_config
 
-from . import auth, docs, health, http, keys, metrics, ratelimit, tokens, users, verify
+from . import auth, docs, health, http, keys, metrics, passkeys, ratelimit, tokens, users, verify
 from .cli import register_commands
 from .errors import register_error_handlers
 from .extensions import api, db, migrate, store
@@ -63,6 +63,8 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(verify.bp)
     if app.config["INTROSPECTION_CLIENTS"]:
         api.register_blueprint(verify.introspection_bp)
+    if app.config["WEBAUTHN_RP_ID"]:
+        api.register_blueprint(passkeys.bp)
 
 
 def _end_db_session(exc) -> None:

@@ -27,7 +27,7 @@ from .. import errors, lockout, metrics, revocation, totp
 from ..extensions import db, store
 from ..models import RecoveryCode, User, utcnow
 from ..tokens import MFA_AMR
-from . import accounts, devices, sessions
+from . import accounts, devices, passkeys, sessions
 
 MFA_TOKEN_TTL = 300
 MAX_CODES_PER_TOKEN = 5
@@ -107,8 +107,7 @@ def status(user: User) -> dict:
     left = db.session.scalar(
         select(func.count(RecoveryCode.id)).where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
     )
-    # Passkeys (API.md §9) do not exist yet.
-    return {"totp": user.mfa_enabled, "recovery_codes_left": left, "passkeys": 0}
+    return {"totp": user.mfa_enabled, "recovery_codes_left": left, "passkeys": passkeys.count_passkeys(user)}
 
 
 def start_setup(user: User, password: str) -> dict:
