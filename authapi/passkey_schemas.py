@@ -11,9 +11,8 @@ unknown fields.
 """
 
 from marshmallow import Schema, fields, validate
-from webauthn.helpers import bytes_to_base64url
-
 from .fields import Text
+from .relying_party import credential_id_text
 
 PASSKEY_NAME_MAX_LENGTH = 100
 
@@ -35,7 +34,7 @@ class PasskeyLoginIn(Schema):
 
 
 class PasskeyOut(Schema):
-    id = fields.Function(lambda passkey: bytes_to_base64url(passkey.credential_id), metadata={
+    id = fields.Function(lambda passkey: credential_id_text(passkey.credential_id), metadata={
         "type": "string",
         "description": "The credential id in base64url, as the browser's `PublicKeyCredential.id`.",
     })

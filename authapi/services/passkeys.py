@@ -4,22 +4,10 @@ discoverable-credential login with no username, list and delete.
 Every ceremony check is py_webauthn's (options, client data, RP ID hash,
 flags, attestation, signature, counter); this module decides only which
 challenge, key and user a check runs against, and what its answer changes.
-
-A challenge lives in the shared store (so any worker or host can finish a
-ceremony another began) under the SHA-256 of its bytes, for
-``CHALLENGE_TTL`` seconds, with the ceremony it was issued for and, for a
-registration, the user. The challenge a client presents is read from its
-client data and taken from the store in one atomic step before any other
-check: any attempt spends it, successful or not, and of two racing attempts
-one gets it. One key per challenge, so it is one hash slot on a Cluster.
+The relying party's settings and challenges are authapi.relying_party.
 """
 
-import hashlib
 import hmac
-import json
-import re
-import time
-from urllib.parse import urlsplit
 
 from flask import current_app
 from sqlalchemy import func, select, update
@@ -31,15 +19,11 @@ from webauthn import (
     verify_registration_response,
 )
 from webauthn.helpers import (
-    base64url_to_bytes,
-    bytes_to_base64url,
     generate_user_handle,
     options_to_json_dict,
     parse_authentication_credential_json,
-    parse_client_data_json,
     parse_registration_credential_json,
 )
-from webauthn.helpers.cose import COSEAlgorithmIdentifier
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
     AuthenticatorTransport,
@@ -49,93 +33,19 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from .. import errors, metrics
-from ..extensions import db, store
+from .. import errors, metrics, relying_party
+from ..extensions import db
 from ..models import Passkey, User, utcnow
 from ..tokens import PASSKEY_AMR
 from . import devices, sessions
 
-CHALLENGE_TTL = 300
-REGISTER, LOGIN = "register", "login"
-# API.md §9: ES256, EdDSA and RS256, the ones authenticators use.
-ALGORITHMS = [
-    COSEAlgorithmIdentifier.ECDSA_SHA_256,
-    COSEAlgorithmIdentifier.EDDSA,
-    COSEAlgorithmIdentifier.RSASSA_PKCS1_v1_5_SHA_256,
-]
-MAX_CREDENTIAL_ID_BYTES = 1023  # WebAuthn Level 3, §7.1 step 24
-BASE64URL = re.compile(r"[A-Za-z0-9_-]{1,1364}")
 DEFAULT_NAME = "Passkey"
-DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 MALFORMED = "Send the RegistrationResponseJSON of navigator.credentials.create() (credential.toJSON())."
 CHALLENGE_REFUSED = "The challenge is unknown, spent, expired or not yours: ask for new options."
 NOT_VERIFIED = "The credential could not be verified."
 ALREADY_REGISTERED = "This passkey is already registered."
 LOGIN_REFUSED = "The passkey was not accepted."
-
-
-def now() -> float:
-    """The clock challenges expire by (tests replace it)."""
-    return time.time()
-
-
-# ---------------------------------------------------------------- settings
-
-
-def rp_id() -> str:
-    return current_app.config["WEBAUTHN_RP_ID"].lower()
-
-
-def expected_origins() -> list[str]:
-    """WEBAUTHN_ORIGINS (default ``https://`` + the RP ID) as a browser
-    writes an origin into the client data: lower case, no default port.
-    py_webauthn compares them as strings."""
-    configured = current_app.config["WEBAUTHN_ORIGINS"] or [f"https://{rp_id()}"]
-    origins = []
-    for origin in configured:
-        parts = urlsplit(origin.lower())  # config.checks has made it scheme://host[:port]
-        port = parts.port and str(parts.port)
-        suffix = f":{port}" if port and port != DEFAULT_PORTS[parts.scheme] else ""
-        origins.append(f"{parts.scheme}://{parts.hostname}{suffix}")
-    return origins
-
-
-# ---------------------------------------------------------------- challenges and checks
-
-
-def _challenge_key(challenge: bytes) -> str:
-    return f"authapi:passkey:challenge:{hashlib.sha256(challenge).hexdigest()}"
-
-
-def _issue_challenge(challenge: bytes, ceremony: str, user_id: int | None = None) -> None:
-    payload = {"ceremony": ceremony, "user": user_id, "exp": now() + CHALLENGE_TTL}
-    store.set_many([(_challenge_key(challenge), json.dumps(payload), CHALLENGE_TTL)])
-
-
-def _take_challenge(client_data_json: bytes, ceremony: str, user_id: int | None = None) -> bytes | None:
-    """The challenge the client data presents, spent now whatever the answer;
-    None unless it was issued for ``ceremony`` (to ``user_id``) and is alive."""
-    client_data = _checked(parse_client_data_json, val=client_data_json)
-    if client_data is None:
-        return None
-    raw = store.take(_challenge_key(client_data.challenge))
-    payload = json.loads(raw) if raw else None
-    if payload is None or payload["exp"] <= now() or (payload["ceremony"], payload["user"]) != (ceremony, user_id):
-        return None
-    return client_data.challenge
-
-
-def _checked(check, **arguments):
-    """One of py_webauthn's parsers or checks; None when it refuses. Hostile
-    input makes it raise anything from its own errors to cbor2's, binascii's,
-    KeyError and IndexError: each is the client's refusal, never a 500."""
-    try:
-        return check(**arguments)
-    except Exception as exc:  # noqa: BLE001 (see above)
-        current_app.logger.info("passkey check refused: %s: %.200s", type(exc).__name__, exc,
-                                extra={"event": "passkey_refused"})
-        return None
 
 
 def _descriptor(passkey: Passkey) -> PublicKeyCredentialDescriptor:
@@ -167,20 +77,20 @@ def registration_options(user: User) -> dict:
     passkey of ``user``; their challenge is stored for this user. Raises the
     store's errors (503)."""
     options = generate_registration_options(
-        rp_id=rp_id(),
+        rp_id=relying_party.rp_id(),
         rp_name=current_app.config["WEBAUTHN_RP_NAME"],
         user_id=_user_handle(user),
         user_name=user.email,
         user_display_name=user.full_name or user.username,
-        timeout=CHALLENGE_TTL * 1000,
+        timeout=relying_party.CHALLENGE_TTL * 1000,
         authenticator_selection=AuthenticatorSelectionCriteria(
             resident_key=ResidentKeyRequirement.REQUIRED,
             user_verification=UserVerificationRequirement.REQUIRED,
         ),
         exclude_credentials=[_descriptor(passkey) for passkey in list_passkeys(user)],
-        supported_pub_key_algs=ALGORITHMS,
+        supported_pub_key_algs=relying_party.ALGORITHMS,
     )
-    _issue_challenge(options.challenge, REGISTER, user.id)
+    relying_party.issue_challenge(options.challenge, relying_party.REGISTER, user.id)
     return options_to_json_dict(options)
 
 
@@ -194,22 +104,22 @@ def register_passkey(user: User, credential: dict, name: str | None = None) -> P
     ``user`` and store the passkey. Raises ValidationFailed naming
     ``credential`` (malformed, challenge refused, not verified, already
     registered); the store's errors (503)."""
-    parsed = _checked(parse_registration_credential_json, json_val=credential)
+    parsed = relying_party.checked(parse_registration_credential_json, json_val=credential)
     if parsed is None:
         raise _refuse_registration(MALFORMED)
-    challenge = _take_challenge(parsed.response.client_data_json, REGISTER, user.id)
+    challenge = relying_party.take_challenge(parsed.response.client_data_json, relying_party.REGISTER, user.id)
     if challenge is None:
         raise _refuse_registration(CHALLENGE_REFUSED)
-    verified = _checked(
+    verified = relying_party.checked(
         verify_registration_response,
         credential=parsed,
         expected_challenge=challenge,
-        expected_rp_id=rp_id(),
-        expected_origin=expected_origins(),
+        expected_rp_id=relying_party.rp_id(),
+        expected_origin=relying_party.expected_origins(),
         require_user_verification=True,
-        supported_pub_key_algs=ALGORITHMS,
+        supported_pub_key_algs=relying_party.ALGORITHMS,
     )
-    if verified is None or len(verified.credential_id) > MAX_CREDENTIAL_ID_BYTES:
+    if verified is None or len(verified.credential_id) > relying_party.MAX_CREDENTIAL_ID_BYTES:
         raise _refuse_registration(NOT_VERIFIED)
     if _find(verified.credential_id) is not None:
         raise _refuse_registration(ALREADY_REGISTERED)
@@ -218,7 +128,8 @@ def register_passkey(user: User, credential: dict, name: str | None = None) -> P
         credential_id=verified.credential_id,
         public_key=verified.credential_public_key,
         sign_count=verified.sign_count,
-        transports=" ".join(transport.value for transport in parsed.response.transports or ()),
+        # Each once: a client repeating one must not overflow the column.
+        transports=" ".join(dict.fromkeys(transport.value for transport in parsed.response.transports or ())),
         backup_eligible=verified.credential_device_type == CredentialDeviceType.MULTI_DEVICE,
         backed_up=verified.credential_backed_up,
         name=name or DEFAULT_NAME,
@@ -246,14 +157,8 @@ def count_passkeys(user: User) -> int:
     return db.session.scalar(select(func.count(Passkey.id)).where(Passkey.user_id == user.id))
 
 
-def public_id(passkey: Passkey) -> str:
-    """A passkey's ``id`` in the API: its credential id in base64url, as the
-    browser's ``PublicKeyCredential.id`` shows it."""
-    return bytes_to_base64url(passkey.credential_id)
-
-
 def _find(credential_id: bytes) -> Passkey | None:
-    if not credential_id or len(credential_id) > MAX_CREDENTIAL_ID_BYTES:
+    if not credential_id or len(credential_id) > relying_party.MAX_CREDENTIAL_ID_BYTES:
         return None
     return db.session.scalar(select(Passkey).where(Passkey.credential_id == credential_id))
 
@@ -261,9 +166,7 @@ def _find(credential_id: bytes) -> Passkey | None:
 def delete_passkey(user: User, passkey_id: str) -> None:
     """Delete one of the user's passkeys (its tokens live on). Raises
     NotFound for an unknown or another user's passkey."""
-    # Only the canonical base64url of a credential id names it.
-    credential_id = base64url_to_bytes(passkey_id) if BASE64URL.fullmatch(passkey_id) else b""
-    passkey = _find(credential_id) if bytes_to_base64url(credential_id) == passkey_id else None
+    passkey = _find(relying_party.credential_id_from_text(passkey_id))
     if passkey is None or passkey.user_id != user.id:
         raise errors.NotFound("Passkey not found.")
     db.session.delete(passkey)
@@ -280,11 +183,11 @@ def login_options() -> dict:
     offers whichever passkey of this site the user picks. Raises the store's
     errors (503)."""
     options = generate_authentication_options(
-        rp_id=rp_id(),
-        timeout=CHALLENGE_TTL * 1000,
+        rp_id=relying_party.rp_id(),
+        timeout=relying_party.CHALLENGE_TTL * 1000,
         user_verification=UserVerificationRequirement.REQUIRED,
     )
-    _issue_challenge(options.challenge, LOGIN)
+    relying_party.issue_challenge(options.challenge, relying_party.LOGIN)
     options.allow_credentials = None  # absent, rather than an empty list
     return options_to_json_dict(options)
 
@@ -296,6 +199,12 @@ def _owner_handle_matches(passkey: Passkey, user_handle: bytes | None) -> bool:
     return bool(user_handle and stored) and hmac.compare_digest(user_handle, stored)
 
 
+def _refuse_login(user_id: int | None):
+    db.session.rollback()
+    current_app.logger.info("passkey login failed", extra={"event": "login_failed", "user_id": user_id})
+    return errors.InvalidCredentials(LOGIN_REFUSED)
+
+
 @metrics.count_login
 def login_with_passkey(credential: dict, user_agent: str | None, ip: str | None) -> dict:
     """Verify an AuthenticationResponseJSON against a login challenge and
@@ -305,25 +214,24 @@ def login_with_passkey(credential: dict, user_agent: str | None, ip: str | None)
     handle not the owner's, a failed check (origin, RP ID, flags, signature,
     counter), a deactivated user; EmailNotVerified when REQUIRE_VERIFIED_EMAIL
     holds it back."""
-    parsed = _checked(parse_authentication_credential_json, json_val=credential)
-    challenge = parsed and _take_challenge(parsed.response.client_data_json, LOGIN)
+    parsed = relying_party.checked(parse_authentication_credential_json, json_val=credential)
+    challenge = parsed and relying_party.take_challenge(parsed.response.client_data_json, relying_party.LOGIN)
     passkey = challenge and _find(parsed.raw_id)
     if not passkey or not _owner_handle_matches(passkey, parsed.response.user_handle):
-        raise errors.InvalidCredentials(LOGIN_REFUSED)
-    verified = _checked(
+        raise _refuse_login(passkey.user_id if passkey else None)
+    verified = relying_party.checked(
         verify_authentication_response,
         credential=parsed,
         expected_challenge=challenge,
-        expected_rp_id=rp_id(),
-        expected_origin=expected_origins(),
+        expected_rp_id=relying_party.rp_id(),
+        expected_origin=relying_party.expected_origins(),
         credential_public_key=passkey.public_key,
         credential_current_sign_count=passkey.sign_count,
         require_user_verification=True,
     )
     user = passkey.user
     if verified is None or not user.is_active:
-        current_app.logger.info("passkey login failed", extra={"event": "login_failed", "user_id": user.id})
-        raise errors.InvalidCredentials(LOGIN_REFUSED)
+        raise _refuse_login(user.id)
     # Only after the proof, as after the right password.
     if current_app.config["REQUIRE_VERIFIED_EMAIL"] and not user.is_verified:
         raise errors.EmailNotVerified()
@@ -346,8 +254,7 @@ def login_with_passkey(credential: dict, user_agent: str | None, ip: str | None)
         .execution_options(synchronize_session=False)
     ).rowcount
     if used != 1 or active != 1:
-        db.session.rollback()
-        raise errors.InvalidCredentials(LOGIN_REFUSED)
+        raise _refuse_login(user.id)
     login_session = sessions.start_session(user, user_agent, ip, PASSKEY_AMR)
     device_token = devices.issue(user)
     db.session.commit()
