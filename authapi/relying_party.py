@@ -71,7 +71,12 @@ def credential_id_text(credential_id: bytes) -> str:
 def credential_id_from_text(text: str) -> bytes:
     """The credential id a passkey ``id`` names; empty unless ``text`` is the
     canonical base64url of one (no padding, no stray bits)."""
-    credential_id = base64url_to_bytes(text) if BASE64URL.fullmatch(text) else b""
+    if not BASE64URL.fullmatch(text):
+        return b""
+    try:
+        credential_id = base64url_to_bytes(text)
+    except ValueError:  # a length no base64 has (4n + 1 characters)
+        return b""
     return credential_id if bytes_to_base64url(credential_id) == text else b""
 
 

@@ -40,6 +40,7 @@ SETTINGS = {
     **{name: "100000 per minute" for name in (
         "RATELIMIT_LOGIN", "RATELIMIT_REGISTER", "RATELIMIT_FORGOT", "RATELIMIT_DEFAULT")},
     "LOCKOUT_THRESHOLD": "1000000",
+    "WEBAUTHN_RP_ID": "example.com",  # the passkey endpoints exist only with it
 }
 CATALOGUE = errors.catalogue()
 
@@ -115,14 +116,14 @@ VALID = {
     "role": "user", "is_verified": False, "is_active": True, "current_password": PASSWORD,
     "new_password": "a different good password", "token": "x" * 43, "grant_type": "password",
     "scope": "", "page": 1, "per_page": 20, "q": "a", "refresh_token": None, "device_token": None,
-    "code": "123456", "mfa_token": "x" * 43,
+    "code": "123456", "mfa_token": "x" * 43, "credential": {}, "name": "Laptop",
 }
 
 # ---------------------------------------------------------------- the endpoints
 
 
 def _document_app():
-    return create_app("testing", environ=base_env("sqlite://", None))
+    return create_app("testing", environ=base_env("sqlite://", None, WEBAUTHN_RP_ID="example.com"))
 
 
 def _endpoints():
@@ -188,7 +189,9 @@ def test_every_route_is_probed():
 FREE_TEXT = {"full_name": 100, "password": 256, "new_password": 256, "current_password": 256,
              "scope": 1000, "q": 254, "device_token": 512,
              # A code is ignored while TOTP is off (the world's users have it off).
-             "code": 64}
+             "code": 64,
+             # A passkey's name.
+             "name": 100}
 BOOLEANS = {"is_active", "is_verified"}
 QUERY_BOOLEANS = fields.Boolean.truthy | fields.Boolean.falsy
 
@@ -309,6 +312,7 @@ def base_request(world, rule, operation, where):
     world.ensure()
     path = rule.replace("<int(max=2147483647):user_id>", str(world.victim_id))
     path = path.replace("<string:session_id>", world.session_id).replace("<path:filename>", "swagger-ui.css")
+    path = path.replace("<string:passkey_id>", "AAAA")
     security = (operation or {}).get("security") or []
     headers = {}
     if any("refreshToken" in s for s in security) and where != "body:refresh_token":
