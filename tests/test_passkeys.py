@@ -149,6 +149,16 @@ def test_a_name_is_kept_and_stored_flags_come_from_the_authenticator(app, client
     assert (row.backup_eligible, row.backed_up, row.transports, row.sign_count) == (True, True, "internal hybrid", 0)
 
 
+def test_origins_are_compared_as_browsers_write_them(make_app):
+    client = make_app(WEBAUTHN_ORIGINS="https://App.Example.com:443,http://localhost:8080", **RP).test_client()
+    _, pair = AuthActions(client).user()
+    for origin in ("https://app.example.com", "http://localhost:8080"):
+        authenticator = SoftwareAuthenticator(origin=origin)
+        assert register(client, pair["access_token"], authenticator).status_code == 201
+        assert login(client, authenticator).status_code == 200
+    assert_registration_refused(register(client, pair["access_token"], SoftwareAuthenticator()))  # https://example.com
+
+
 def test_options_exclude_the_users_passkeys_under_one_user_handle(client, auth, enrolled):
     _, pair, authenticator = enrolled
     options = register_options(client, pair["access_token"])
@@ -261,6 +271,10 @@ def test_garbage_inside_a_well_formed_credential_is_refused(client, enrolled):
     broken_key = SoftwareAuthenticator()
     broken_key.cose_public_key = lambda: cbor2.dumps({1: 2})  # an EC2 key without its curve or points
     assert_registration_refused(register(client, token, broken_key))
+    es384 = SoftwareAuthenticator()
+    es384_key = cbor2.loads(es384.cose_public_key()) | {3: -35}  # an algorithm the options do not offer
+    es384.cose_public_key = lambda: cbor2.dumps(es384_key)
+    assert_registration_refused(register(client, token, es384))
     credential = SoftwareAuthenticator().create(register_options(client, token))
     credential["response"]["attestationObject"] = "AAAA"
     refused = client.post("/auth/passkeys/register", json={"credential": credential}, headers=bearer(token))
