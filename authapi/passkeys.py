@@ -4,7 +4,7 @@ not list them. The ceremonies are in services/passkeys.py."""
 
 from flask_jwt_extended import current_user, jwt_required
 
-from . import cookies
+from . import cookies, relying_party
 from .auth import client_info
 from .docs import bearer, refusals
 from .extensions import Blueprint, read_only
@@ -52,7 +52,7 @@ def list_passkeys():
     return {"items": passkeys.list_passkeys(current_user)}
 
 
-@bp.delete("/passkeys/<string:passkey_id>")
+@bp.delete(f"/passkeys/<string(minlength={relying_party.ID_MIN_LENGTH}):passkey_id>")
 @jwt_required()
 @bearer("access")
 @bp.arguments(EmptyIn, required=False)

@@ -32,8 +32,13 @@ ALGORITHMS = [
     COSEAlgorithmIdentifier.RSASSA_PKCS1_v1_5_SHA_256,
 ]
 DEFAULT_PORTS = {"http": "80", "https": "443"}
-MAX_CREDENTIAL_ID_BYTES = 1023  # WebAuthn Level 3, §7.1 step 24
-BASE64URL = re.compile(r"[A-Za-z0-9_-]{1,1364}")  # 1023 bytes at most
+# WebAuthn Level 3: authenticators make credential ids of at least 16 bytes
+# (§6.1), a relying party takes at most 1023 (§7.1 step 24). In base64url,
+# 22 to 1364 characters: so /auth/passkeys/login and /register can never be
+# read as a passkey's id.
+MIN_CREDENTIAL_ID_BYTES, MAX_CREDENTIAL_ID_BYTES = 16, 1023
+ID_MIN_LENGTH = 22
+BASE64URL = re.compile(r"[A-Za-z0-9_-]{22,1364}")
 
 
 def now() -> float:

@@ -312,7 +312,7 @@ def base_request(world, rule, operation, where):
     world.ensure()
     path = rule.replace("<int(max=2147483647):user_id>", str(world.victim_id))
     path = path.replace("<string:session_id>", world.session_id).replace("<path:filename>", "swagger-ui.css")
-    path = path.replace("<string:passkey_id>", "AAAA")
+    path = re.sub(r"<string[^>]*:passkey_id>", "A" * 22, path)
     security = (operation or {}).get("security") or []
     headers = {}
     if any("refreshToken" in s for s in security) and where != "body:refresh_token":

@@ -23,7 +23,7 @@ from tests.clients import PASSWORD, AuthActions, assert_refused, bearer, claims_
 RP = {"WEBAUTHN_RP_ID": "example.com"}
 PASSKEY_AMR = ["hwk", "user", "mfa"]
 ENDPOINTS = [("post", "/auth/passkeys/register/options"), ("post", "/auth/passkeys/register"),
-             ("get", "/auth/passkeys"), ("delete", "/auth/passkeys/AAAA"),
+             ("get", "/auth/passkeys"), ("delete", "/auth/passkeys/" + "A" * 22),
              ("post", "/auth/passkeys/login/options"), ("post", "/auth/passkeys/login")]
 
 
@@ -271,6 +271,9 @@ def test_garbage_inside_a_well_formed_credential_is_refused(client, enrolled):
     broken_key = SoftwareAuthenticator()
     broken_key.cose_public_key = lambda: cbor2.dumps({1: 2})  # an EC2 key without its curve or points
     assert_registration_refused(register(client, token, broken_key))
+    short_id = SoftwareAuthenticator()
+    short_id.credential_id = os.urandom(15)  # authenticators make 16 bytes at least
+    assert_registration_refused(register(client, token, short_id))
     es384 = SoftwareAuthenticator()
     es384_key = cbor2.loads(es384.cose_public_key()) | {3: -35}  # an algorithm the options do not offer
     es384.cose_public_key = lambda: cbor2.dumps(es384_key)
@@ -402,7 +405,7 @@ def test_one_assertion_sent_twice_at_once_has_one_winner(client, enrolled):
 def test_delete_removes_only_ones_own_passkey_and_keeps_the_tokens(app, client, auth, enrolled):
     _, pair, authenticator = enrolled
     _, eve = auth.user()
-    for passkey_id in (authenticator.id, "AAAA", "A", "AB", authenticator.id + "=", "-" * 2000):
+    for passkey_id in (authenticator.id, "A" * 22, "A" * 23, "AB" * 11, authenticator.id + "=", "-" * 2000):
         response = client.delete(f"/auth/passkeys/{passkey_id}", headers=bearer(eve["access_token"]))
         assert_refused(response, 404, "not_found")
     assert client.delete(f"/auth/passkeys/{authenticator.id}", headers=bearer(pair["access_token"])).status_code == 204
@@ -410,6 +413,12 @@ def test_delete_removes_only_ones_own_passkey_and_keeps_the_tokens(app, client, 
     assert me(client, pair["access_token"]).status_code == 200
     assert refresh(client, pair["refresh_token"]).status_code == 200
     assert_refused(login(client, authenticator), 401, "invalid_credentials")
+
+
+@pytest.mark.parametrize("path", ["/auth/passkeys/login", "/auth/passkeys/register"])
+def test_no_passkey_id_reads_as_the_login_or_register_path(client, pair, path):
+    assert set(client.options(path).headers["Allow"].split(", ")) == {"OPTIONS", "POST"}
+    assert_refused(client.delete(path, headers=bearer(pair["access_token"])), 405, "method_not_allowed")
 
 
 def test_adding_a_passkey_revokes_no_token(client, auth):
@@ -499,7 +508,7 @@ def test_without_an_rp_id_every_endpoint_is_404_and_undocumented(make_app):
 def test_the_document_describes_the_endpoints_and_their_tokens(client):
     paths = client.get("/openapi.json").get_json()["paths"]
     for method, path in ENDPOINTS:
-        operation = paths[path.replace("AAAA", "{passkey_id}")][method]
+        operation = paths[path.replace("A" * 22, "{passkey_id}")][method]
         protected = client.open(path, method=method.upper(), json={}).status_code == 401
         assert protected == ("security" in operation), path
         assert protected != path.startswith("/auth/passkeys/login"), path

@@ -119,7 +119,9 @@ def register_passkey(user: User, credential: dict, name: str | None = None) -> P
         require_user_verification=True,
         supported_pub_key_algs=relying_party.ALGORITHMS,
     )
-    if verified is None or len(verified.credential_id) > relying_party.MAX_CREDENTIAL_ID_BYTES:
+    if verified is None or not (
+        relying_party.MIN_CREDENTIAL_ID_BYTES <= len(verified.credential_id) <= relying_party.MAX_CREDENTIAL_ID_BYTES
+    ):
         raise _refuse_registration(NOT_VERIFIED)
     if _find(verified.credential_id) is not None:
         raise _refuse_registration(ALREADY_REGISTERED)
@@ -158,7 +160,7 @@ def count_passkeys(user: User) -> int:
 
 
 def _find(credential_id: bytes) -> Passkey | None:
-    if not credential_id or len(credential_id) > relying_party.MAX_CREDENTIAL_ID_BYTES:
+    if not relying_party.MIN_CREDENTIAL_ID_BYTES <= len(credential_id) <= relying_party.MAX_CREDENTIAL_ID_BYTES:
         return None
     return db.session.scalar(select(Passkey).where(Passkey.credential_id == credential_id))
 
