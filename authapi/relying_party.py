@@ -15,7 +15,6 @@ import hashlib
 import json
 import re
 import time
-from urllib.parse import urlsplit
 
 from flask import current_app
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url, parse_client_data_json
@@ -60,10 +59,10 @@ def expected_origins() -> list[str]:
     configured = current_app.config["WEBAUTHN_ORIGINS"] or [f"https://{rp_id()}"]
     origins = []
     for origin in configured:
-        parts = urlsplit(origin.lower())  # config.checks has made it scheme://host[:port]
-        port = parts.port and str(parts.port)
-        suffix = f":{port}" if port and port != DEFAULT_PORTS[parts.scheme] else ""
-        origins.append(f"{parts.scheme}://{parts.hostname}{suffix}")
+        # config.checks has made it scheme://host[:port]
+        scheme, _, authority = origin.lower().partition("://")
+        host, _, port = authority.partition(":")
+        origins.append(origin.lower() if port and port != DEFAULT_PORTS[scheme] else f"{scheme}://{host}")
     return origins
 
 
