@@ -421,6 +421,14 @@ def test_no_passkey_id_reads_as_the_login_or_register_path(client, pair, path):
     assert_refused(client.delete(path, headers=bearer(pair["access_token"])), 405, "method_not_allowed")
 
 
+def test_a_deleted_account_takes_its_passkeys_along(app, client, enrolled):
+    _, pair, authenticator = enrolled
+    deleted = client.delete("/users/me", json={"password": PASSWORD}, headers=bearer(pair["access_token"]))
+    assert deleted.status_code == 204
+    assert passkey_rows(app) == []
+    assert_refused(login(client, authenticator), 401, "invalid_credentials")
+
+
 def test_adding_a_passkey_revokes_no_token(client, auth):
     _, pair = auth.user()
     assert register(client, pair["access_token"], SoftwareAuthenticator()).status_code == 201
