@@ -9,7 +9,7 @@ from sqlalchemy.exc import DBAPIError
 
 from config import load_config
 
-from . import audit, auth, docs, health, http, keys, metrics, pages, ratelimit, tokens, users, verify
+from . import audit, auth, docs, health, http, keys, metrics, pages, passkeys, ratelimit, tokens, users, verify
 from .cli import register_commands
 from .errors import register_error_handlers
 from .extensions import api, db, migrate, store
@@ -64,6 +64,8 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(verify.bp)
     if app.config["INTROSPECTION_CLIENTS"]:
         api.register_blueprint(verify.introspection_bp)
+    if app.config["WEBAUTHN_RP_ID"]:
+        api.register_blueprint(passkeys.bp)
     # HTML for people, not API: outside the OpenAPI document. Off, the routes
     # do not exist (404 like any unknown URL).
     if app.config["HOSTED_PAGES"]:

@@ -91,7 +91,7 @@ SECURITY = {
     "refresh": [{"refreshToken": []}, {}],
 }
 # Blueprints behind the rate limits whose endpoints reach the database or Redis.
-API_BLUEPRINTS = {"auth", "users", "events", "verify", "introspection"}
+API_BLUEPRINTS = {"auth", "users", "events", "verify", "introspection", "passkeys"}
 
 
 def bearer(token: str):

@@ -90,7 +90,7 @@ class MfaEnrollmentRequired(APIError):
     status, code, message = (
         403,
         "mfa_enrollment_required",
-        "Admin endpoints need a login with a second factor: turn TOTP on and log in again.",
+        "Admin endpoints need a login with a second factor: log in again with TOTP on, or with a passkey.",
     )
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Index,
     Integer,
     JSON,
+    LargeBinary,
     String,
     TypeDecorator,
     func,
@@ -77,6 +78,11 @@ class User(db.Model):
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     totp_pending_secret: Mapped[str | None] = mapped_column(String(255))
     totp_pending_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The WebAuthn user handle (API.md §9): random bytes, made at the first
+    # passkey registration, that an authenticator keeps beside each of the
+    # user's passkeys and hands back at login. Not the id or the email, which
+    # would tell the authenticator (and whoever reads it) who the user is here.
+    passkey_user_handle: Mapped[bytes | None] = mapped_column(LargeBinary(64))
 
     sessions: Mapped[list["AuthSession"]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
@@ -207,3 +213,29 @@ class SecurityEvent(db.Model):
     user_agent: Mapped[str | None] = mapped_column(String(255))
     request_id: Mapped[str | None] = mapped_column(String(128))
     data: Mapped[dict] = mapped_column(JSON)
+class Passkey(db.Model):
+    """A WebAuthn credential of a user (API.md §9): its public key and what
+    the authenticator said of it. ``credential_id`` is the authenticator's
+    own id, base64url-encoded in the API as the passkey's ``id``."""
+
+    __tablename__ = "passkeys"
+    __table_args__ = (Index("ix_passkeys_user_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # At most 1023 bytes (WebAuthn Level 3, §7.1 step 24).
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary(1023), unique=True)
+    # The COSE_Key of the credential, as the authenticator encoded it.
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    # The authenticator's signature counter, an unsigned 32-bit number.
+    sign_count: Mapped[int] = mapped_column(BigInteger)
+    # AuthenticatorTransport values, space-separated: hints for a browser.
+    transports: Mapped[str] = mapped_column(String(255), default="")
+    # The BE and BS flags: whether it may be synced, and whether it is.
+    backup_eligible: Mapped[bool] = mapped_column(Boolean)
+    backed_up: Mapped[bool] = mapped_column(Boolean)
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()

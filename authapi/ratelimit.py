@@ -24,6 +24,8 @@ ENDPOINT_LIMITS = {
     "auth.login": "RATELIMIT_LOGIN",
     # The second login step (API.md §8): the login's limit, counted apart.
     "auth.login_mfa": "RATELIMIT_LOGIN",
+    # A passkey login (API.md §9): the login's limit too, counted apart.
+    "passkeys.login": "RATELIMIT_LOGIN",
     "auth.forgot_password": "RATELIMIT_FORGOT",
 }
 DEFAULT_LIMIT = "RATELIMIT_DEFAULT"

@@ -1,7 +1,9 @@
 """The shared key-value store: revocation marks, lockout counters, reservations.
 
 Redis in every real deployment; an in-process stand-in for development without
-``REDIS_URL``. Besides plain gets, sets and counters, ``write_marks`` is the one
+``REDIS_URL``. Besides plain gets, sets, counters and ``take`` (a value read
+and deleted at once: a passkey challenge is spent by whoever presents it
+first), ``write_marks`` is the one
 atomic step revocation needs (marks, a cut-off that only rises, a user key
 created only by a rebuild whose guard survived): authapi.revocation says why. The in-process store is only correct while one process serves,
 which is how ``make run`` starts gunicorn without Redis.
@@ -58,6 +60,13 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return false en
 return redis.call('GET', KEYS[1])
 """
 
+# KEYS[1]'s value, deleted in the same step (GETDEL, which needs Redis 6.2).
+TAKE = """
+local value = redis.call('GET', KEYS[1])
+if value then redis.call('DEL', KEYS[1]) end
+return value
+"""
+
 
 class RedisStore:
     """The store on Redis, whichever form REDIS_URL takes (config.redis_url).
@@ -79,7 +88,8 @@ class RedisStore:
             if self._client is None:
                 client = with_cluster_errors(connect, self.url)
                 self._scripts = {name: client.register_script(source) for name, source in
-                                 (("write_marks", WRITE_MARKS), ("incr", INCR), ("reserve", RESERVE))}
+                                 (("write_marks", WRITE_MARKS), ("incr", INCR), ("reserve", RESERVE),
+                                  ("take", TAKE))}
                 self._client = client
             return self._client
 
@@ -120,6 +130,11 @@ class RedisStore:
         """Set ``key`` for ``ttl`` seconds unless it is set, in one atomic
         round trip. Returns None when this call set it, else the value held."""
         return self._run("reserve", [key], [value, max(int(ttl), 1)])
+
+    def take(self, key: str) -> str | None:
+        """The value of ``key``, deleted in the same atomic round trip: of
+        concurrent takers one gets it, the others None."""
+        return self._run("take", [key], [])
 
     def delete(self, *keys: str) -> None:
         """Delete keys of any slots: one DEL each, in one pipeline."""
@@ -195,6 +210,12 @@ class MemoryStore:
             self._data[key] = (value, now + max(int(ttl), 1))
             return None
 
+    def take(self, key: str) -> str | None:
+        now = time.monotonic()
+        with self._lock:
+            value, expires = self._data.pop(key, (None, 0.0))
+            return value if expires > now else None
+
     def delete(self, *keys: str) -> None:
         with self._lock:
             for key in keys:
@@ -246,6 +267,9 @@ class SharedStore:
 
     def reserve(self, key, value, ttl):
         return self.backend.reserve(key, value, ttl)
+
+    def take(self, key):
+        return self.backend.take(key)
 
     def delete(self, *keys):
         return self.backend.delete(*keys)

@@ -25,9 +25,12 @@ REQUIRED_CLAIMS = {
 
 
 # RFC 8176 authentication methods of a login (API.md §2): a password alone,
-# or a password and a one-time code (TOTP or recovery code) as two factors.
+# a password and a one-time code (TOTP or recovery code) as two factors, or
+# a passkey: a hardware-bound key unlocked by the user (a PIN or biometric,
+# WebAuthn user verification), two factors in one gesture.
 PASSWORD_AMR = ("pwd",)
 MFA_AMR = ("pwd", "otp", "mfa")
+PASSKEY_AMR = ("hwk", "user", "mfa")
 AMR_METHODS = {"pwd", "otp", "mfa", "hwk", "user"}
 
 

@@ -40,6 +40,7 @@ SETTINGS = {
     **{name: "100000 per minute" for name in (
         "RATELIMIT_LOGIN", "RATELIMIT_REGISTER", "RATELIMIT_FORGOT", "RATELIMIT_DEFAULT")},
     "LOCKOUT_THRESHOLD": "1000000",
+    "WEBAUTHN_RP_ID": "example.com",  # the passkey endpoints exist only with it
 }
 CATALOGUE = errors.catalogue()
 
@@ -116,6 +117,7 @@ VALID = {
     "new_password": "a different good password", "token": "x" * 43, "grant_type": "password",
     "scope": "", "page": 1, "per_page": 20, "q": "a", "refresh_token": None, "device_token": None,
     "code": "123456", "mfa_token": "x" * 43, "new_password_confirm": "a different good password",
+    "credential": {}, "name": "Laptop",
     # The audit trail's query (a cursor is only ever one the API wrote: none here).
     "limit": 50, "cursor": None, "user_id": 1, "type": "login.failed",
     "since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z",
@@ -133,7 +135,7 @@ PAGE_FIELDS = {
 
 
 def _document_app():
-    return create_app("testing", environ=base_env("sqlite://", None))
+    return create_app("testing", environ=base_env("sqlite://", None, WEBAUTHN_RP_ID="example.com"))
 
 
 def _endpoints():
@@ -200,7 +202,9 @@ def test_every_route_is_probed():
 FREE_TEXT = {"full_name": 100, "password": 256, "new_password": 256, "current_password": 256,
              "scope": 1000, "q": 254, "device_token": 512,
              # A code is ignored while TOTP is off (the world's users have it off).
-             "code": 64}
+             "code": 64,
+             # A passkey's name.
+             "name": 100}
 BOOLEANS = {"is_active", "is_verified"}
 QUERY_BOOLEANS = fields.Boolean.truthy | fields.Boolean.falsy
 
@@ -324,6 +328,7 @@ def base_request(world, rule, operation, where):
     world.ensure()
     path = rule.replace("<int(max=2147483647):user_id>", str(world.victim_id))
     path = path.replace("<string:session_id>", world.session_id).replace("<path:filename>", "swagger-ui.css")
+    path = re.sub(r"<string[^>]*:passkey_id>", "A" * 22, path)
     security = (operation or {}).get("security") or []
     headers = {}
     if any("refreshToken" in s for s in security) and where != "body:refresh_token":

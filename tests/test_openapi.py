@@ -225,8 +225,12 @@ def test_docs_assets_stay_in_their_directory(spec):
 # ---------------------------------------------------------------- Schemathesis
 
 
+# The optional endpoints are on, so Schemathesis sees them too.
+OPTIONAL_ENDPOINTS = {"WEBAUTHN_RP_ID": "example.com"}
+
+
 def served_document() -> dict:
-    app = create_app("testing", environ=base_env("sqlite:///:memory:", None))
+    app = create_app("testing", environ=base_env("sqlite:///:memory:", None, **OPTIONAL_ENDPOINTS))
     return app.test_client().get("/openapi.json").get_json()
 
 
@@ -246,7 +250,7 @@ schema = schemathesis.openapi.from_dict(DOCUMENT, config=SchemathesisConfig.from
 
 @pytest.fixture(scope="module")
 def live(postgres_url, redis_url, tmp_path_factory):
-    with fresh_server(base_env(postgres_url, redis_url), tmp_path_factory, workers=2) as server:
+    with fresh_server(base_env(postgres_url, redis_url, **OPTIONAL_ENDPOINTS), tmp_path_factory, workers=2) as server:
         assert requests.get(server.url + "/openapi.json", timeout=10).json() == DOCUMENT
         yield server
 

@@ -19,7 +19,7 @@ from sqlalchemy import delete, func, or_, select, update
 from .. import errors, lockout, revocation, totp
 from ..extensions import db
 from ..models import RecoveryCode, User, utcnow
-from . import accounts, events, sessions
+from . import accounts, events, passkeys, sessions
 
 ENROLMENT_TTL = timedelta(minutes=10)
 WRONG_CODE = "The code is wrong or was already used."
@@ -112,8 +112,8 @@ def recovery_codes_left(user: User) -> int:
 
 
 def status(user: User) -> dict:
-    # Passkeys (API.md §9) do not exist yet.
-    return {"totp": user.mfa_enabled, "recovery_codes_left": recovery_codes_left(user), "passkeys": 0}
+    return {"totp": user.mfa_enabled, "recovery_codes_left": recovery_codes_left(user),
+            "passkeys": passkeys.count_passkeys(user)}
 
 
 def start_setup(user: User, password: str) -> dict:
