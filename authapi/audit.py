@@ -8,7 +8,7 @@ from marshmallow import RAISE
 from .docs import bearer, refusals
 from .extensions import Blueprint, read_only
 from .permissions import admin_required
-from .schemas import EventFilterIn, EventPageOut, EventQueryIn
+from .event_schemas import EventFilterIn, EventPageOut, EventQueryIn
 from .services import events
 
 bp = Blueprint("events", __name__, description="Security events: the audit trail")

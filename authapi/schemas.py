@@ -9,11 +9,8 @@ from marshmallow import Schema, ValidationError, fields, pre_load, validate, val
 from .fields import (
     EMAIL_MAX_LENGTH,
     TOKEN_MAX_LENGTH,
-    Cursor,
     Email,
-    EventTypes,
     Text,
-    UTCDateTime,
     full_name_field,
     json_boolean,
     password_field,
@@ -80,18 +77,6 @@ class UserQueryIn(ParametersIn):
     q = Text(validate=validate.Length(max=EMAIL_MAX_LENGTH))
     role = Text(validate=validate.OneOf(ROLES))
     is_active = fields.Boolean()
-
-
-class EventQueryIn(ParametersIn):
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=100))
-    after = Cursor(data_key="cursor", metadata={"description": "`next_cursor` of the previous page."})
-
-
-class EventFilterIn(EventQueryIn):
-    user_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
-    types = EventTypes(data_key="type", metadata={"description": "Comma-separated event types."})
-    since = UTCDateTime(metadata={"description": "Events at or after this moment."})
-    until = UTCDateTime(metadata={"description": "Events before this moment."})
 
 
 class LoginIn(Schema):
@@ -267,25 +252,6 @@ class TotpSetupOut(Schema):
 
 class RecoveryCodesOut(Schema):
     recovery_codes = fields.List(fields.String(), metadata={"description": "Shown once; each works once."})
-
-
-class EventOut(Schema):
-    """A security event (API.md §10), also a webhook's ``data``."""
-
-    id = fields.String()
-    type = fields.String()
-    occurred_at = fields.DateTime()
-    user_id = fields.Integer(allow_none=True)
-    actor_id = fields.Integer(allow_none=True)
-    ip = fields.String(allow_none=True)
-    user_agent = fields.String(allow_none=True)
-    request_id = fields.String(allow_none=True)
-    data = fields.Dict()
-
-
-class EventPageOut(Schema):
-    items = fields.List(fields.Nested(EventOut))
-    next_cursor = Cursor(allow_none=True, metadata={"description": "null on the last page."})
 
 
 class IntrospectIn(Schema):

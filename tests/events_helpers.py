@@ -1,11 +1,11 @@
 """Reading the audit trail in tests: the stored events as the API shows them
-(schemas.EventOut), oldest first, and an admin to ask the API with."""
+(event_schemas.EventOut), oldest first, and an admin to ask the API with."""
 
 from sqlalchemy import select
 
 from authapi.extensions import db
 from authapi.models import SecurityEvent, User
-from authapi.schemas import EventOut
+from authapi.event_schemas import EventOut
 
 from .clients import bearer
 
