@@ -34,19 +34,19 @@ The store's errors are not caught: with Redis down a login answers 503 rather
 than letting password guesses through uncounted (fail closed).
 """
 
-import hashlib
 import time
 
 from flask import current_app
 
 from . import errors, ratelimit
+from .digests import digest
 from .extensions import store
 
 
 def login_keys(login: str) -> tuple[str, str]:
     """The failure count and lock keys of a login as typed."""
-    digest = hashlib.sha256(login.lower().encode()).hexdigest()
-    return f"authapi:lockout:login:{digest}:n", f"authapi:lockout:login:{digest}:until"
+    key = digest(login.lower())
+    return f"authapi:lockout:login:{key}:n", f"authapi:lockout:login:{key}:until"
 
 
 def password_check_keys(user_id: int) -> tuple[str, str]:

@@ -15,7 +15,6 @@ said: a server that fails gets neither the password nor the message.
 per ``EMAIL_RESEND_SECONDS``, claimed in the shared store.
 """
 
-import hashlib
 import logging
 import os
 import smtplib
@@ -27,6 +26,7 @@ from email.message import EmailMessage
 
 from flask import current_app
 
+from .digests import digest
 from .extensions import store
 
 log = logging.getLogger("authapi.mail")
@@ -142,8 +142,7 @@ def deliver(message: EmailMessage) -> None:
 def resend_key(address: str, purpose: str) -> str:
     """The store key of the last email of ``purpose`` to ``address``: a prefix
     of its own and a digest, so nothing a client types reaches another key."""
-    digest = hashlib.sha256(address.lower().encode()).hexdigest()
-    return f"authapi:email-sent:{purpose}:{digest}"
+    return f"authapi:email-sent:{purpose}:{digest(address.lower())}"
 
 
 def reserve(address: str, purpose: str) -> float | None:

@@ -5,7 +5,6 @@ no requests: services/mfa.py decides what is accepted and when.
 """
 
 import base64
-import hashlib
 import hmac
 import io
 import secrets
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 
 from . import errors
+from .digests import digest
 
 PERIOD = 30
 DIGITS = 6
@@ -139,4 +139,4 @@ def new_recovery_codes() -> list[str]:
 
 def recovery_code_hash(code: str) -> str:
     """What is stored of a recovery code: SHA-256 of its normalised form."""
-    return hashlib.sha256(normalise_code(code).encode("utf-8", "surrogatepass")).hexdigest()
+    return digest(normalise_code(code))

@@ -10,13 +10,13 @@ account (foreign key cascade); it expires ``DEVICE_TOKEN_TTL`` seconds after it
 was issued. Whether a login may use it is decided in ``services.logins.login``.
 """
 
-import hashlib
 import secrets
 from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import delete, func, or_, select, update
 
+from ..digests import digest
 from ..extensions import db
 from ..models import DeviceToken, User, utcnow
 
@@ -25,12 +25,6 @@ from ..models import DeviceToken, User, utcnow
 # Ten devices per account: phones, laptops and browsers with room to spare;
 # the oldest beyond that lose their exemption, nothing else.
 MAX_PER_USER = 10
-
-
-def _hash(token: str) -> str:
-    # A cookie may carry what no JSON string can (say, a lone surrogate):
-    # hash every value rather than fail on it.
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def recognise(token: str | None, login: str) -> DeviceToken | None:
@@ -48,7 +42,7 @@ def recognise(token: str | None, login: str) -> DeviceToken | None:
         select(DeviceToken)
         .join(User, User.id == DeviceToken.user_id)
         .where(
-            DeviceToken.token_hash == _hash(token),
+            DeviceToken.token_hash == digest(token),
             DeviceToken.voided_at.is_(None),
             DeviceToken.expires_at > utcnow(),
             or_(func.lower(User.username) == lowered, func.lower(User.email) == lowered),
@@ -70,7 +64,7 @@ def issue(user: User) -> str:
     db.session.add(
         DeviceToken(
             user_id=user.id,
-            token_hash=_hash(token),
+            token_hash=digest(token),
             expires_at=utcnow() + timedelta(seconds=current_app.config["DEVICE_TOKEN_TTL"]),
         )
     )

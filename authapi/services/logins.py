@@ -14,7 +14,6 @@ no argon2 work: the password was checked by the first step, and the token
 names the password hash it checked, so a password changed in between voids it.
 """
 
-import hashlib
 import json
 import secrets
 
@@ -23,6 +22,7 @@ from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import errors, lockout, metrics, totp
+from ..digests import digest
 from ..extensions import db, store
 from ..models import DeviceToken, User, utcnow
 from ..passwords import hash_password, needs_rehash, verify_password
@@ -93,10 +93,10 @@ def login(
         # the device token) once a code is right. The hash is brought up to
         # date now, when the password is at hand, so that the second step does
         # no argon2 work and such accounts are re-hashed too.
-        _swap_password_hash(user, password)
+        _swap_passworddigest(user, password)
         db.session.commit()
         begin_second_step(user)
-    _swap_password_hash(user, password, last_login_at=utcnow())
+    _swap_passworddigest(user, password, last_login_at=utcnow())
     login_session = sessions.start_session(user, user_agent, ip)
     # The same device token again rather than a new row per login.
     device_token = device_token if device is not None else devices.issue(user)
@@ -107,7 +107,7 @@ def login(
     return {**pair, "device_token": device_token}
 
 
-def _swap_password_hash(user: User, password: str, **values) -> None:
+def _swap_passworddigest(user: User, password: str, **values) -> None:
     """Store ``values`` and, when its parameters are outdated, a new hash of the
     password just verified against ``user.password_hash``.
 
@@ -170,13 +170,12 @@ def _count_device_failure(device: DeviceToken) -> bool:
 
 
 def _token_key(mfa_token: str) -> str:
-    digest = hashlib.sha256(mfa_token.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"authapi:mfa:token:{digest}"
+    return f"authapi:mfa:token:{digest(mfa_token)}"
 
 
 def _password_digest(user: User) -> str:
     # Which password the first step checked, without putting its hash in the store.
-    return hashlib.sha256(user.password_hash.encode()).hexdigest()
+    return digest(user.password_hash)
 
 
 def begin_second_step(user: User) -> None:

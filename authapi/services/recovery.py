@@ -1,6 +1,5 @@
 """One-time tokens by email: password reset and address verification."""
 
-import hashlib
 import secrets
 from datetime import timedelta
 
@@ -9,6 +8,7 @@ from flask import current_app
 from sqlalchemy import delete, func, or_, select, update
 
 from .. import errors, lockout, mail, ratelimit, revocation
+from ..digests import digest
 from ..extensions import db
 from ..models import OneTimeToken, User, utcnow
 from ..passwords import ensure_password_allowed, hash_password
@@ -19,10 +19,6 @@ EMAIL_VERIFY = "email_verify"
 
 _TTL_SETTING = {PASSWORD_RESET: "PASSWORD_RESET_TTL", EMAIL_VERIFY: "EMAIL_VERIFY_TTL"}
 _URL_SETTING = {PASSWORD_RESET: "PASSWORD_RESET_URL", EMAIL_VERIFY: "EMAIL_VERIFY_URL"}
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def void_tokens(user: User, purpose: str) -> None:
@@ -59,7 +55,7 @@ def issue_token(user: User, purpose: str) -> str:
         OneTimeToken(
             user_id=user.id,
             purpose=purpose,
-            token_hash=_hash(token),
+            token_hash=digest(token),
             email=user.email if purpose == EMAIL_VERIFY else None,
             expires_at=utcnow() + timedelta(seconds=current_app.config[_TTL_SETTING[purpose]]),
         )
@@ -164,7 +160,7 @@ def replace_password(user: User, new_password: str) -> None:
 def _usable_token(token: str, purpose: str) -> OneTimeToken:
     now = utcnow()
     record = db.session.scalar(
-        select(OneTimeToken).where(OneTimeToken.token_hash == _hash(token))
+        select(OneTimeToken).where(OneTimeToken.token_hash == digest(token))
     )
     if (
         record is None
