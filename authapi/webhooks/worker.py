@@ -78,6 +78,7 @@ class Worker:
         failures = 0
         try:
             while not self.stopping.is_set():
+                wakeup.listen()
                 try:
                     self.deliver_due()
                 except SQLAlchemyError as error:
@@ -125,28 +126,46 @@ class Wakeup:
             self.conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self.stopping = stopping
         self.connection = None
+        self.lost = False  # said once per outage, not at every reconnection tried
 
     def describe(self) -> str:
         if self.conninfo is None:
             return f"polling every {IDLE_POLL_SECONDS:g} s"
         return f"woken by NOTIFY {CHANNEL}, polling every {IDLE_POLL_SECONDS:g} s"
 
+    def listen(self) -> None:
+        """LISTEN, unless already listening (PostgreSQL). Called before each
+        pass: whatever commits after the pass's claim then wakes the next."""
+        if self.conninfo is None or self.connection is not None:
+            return
+        try:
+            self.connection = psycopg.connect(self.conninfo, autocommit=True,
+                                              connect_timeout=LISTEN_CONNECT_TIMEOUT)
+            self.connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
+        except psycopg.Error as error:
+            self._lost(error)
+            return
+        if self.lost:
+            log.info("webhook delivery: listening again")
+            self.lost = False
+
     def wait(self, seconds: float) -> None:
-        if self.conninfo is None:
+        """Until a NOTIFY arrives, ``seconds`` pass, or the process is stopping."""
+        if self.connection is None:
             self.stopping.wait(seconds)
             return
         try:
-            if self.connection is None:
-                self.connection = psycopg.connect(
-                    self.conninfo, autocommit=True, connect_timeout=LISTEN_CONNECT_TIMEOUT
-                )
-                self.connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
             for _ in self.connection.notifies(timeout=seconds, stop_after=1):
                 pass
         except psycopg.Error as error:
-            log.warning("webhook delivery: LISTEN connection lost (%s); polling", type(error).__name__)
-            self.close()
+            self._lost(error)
             self.stopping.wait(seconds)
+
+    def _lost(self, error: psycopg.Error) -> None:
+        if not self.lost:
+            log.warning("webhook delivery: no LISTEN connection (%s); polling", type(error).__name__)
+            self.lost = True
+        self.close()
 
     def close(self) -> None:
         if self.connection is not None:
