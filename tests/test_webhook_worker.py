@@ -21,15 +21,17 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+import requests
+from sqlalchemy import update
 
 from authapi import create_app
 from authapi.extensions import db
 from authapi.models import WebhookDelivery, utcnow
 from authapi.services import events
 
+from .clients import PASSWORD
 from .conftest import migrate
-from .servers import ROOT, base_env, stop_process
+from .servers import ROOT, base_env, free_port, require_program, stop_process
 from .test_faults import private_postgres  # noqa: F401  a PostgreSQL of this module's own
 from .test_webhooks import SETTINGS, add_event, deliveries, metric_values
 from .webhook_receiver import SECRET, Receiver
@@ -228,6 +230,44 @@ def test_an_idle_process_stops_cleanly_on_a_signal(delivery_process, signal_numb
     assert process.process.wait(timeout=10) == 0
     assert time.monotonic() - started < 5
     assert "Traceback" not in process.log() and "webhook delivery stopped" in process.log()
+
+
+def test_make_run_starts_the_delivery_process_beside_gunicorn(tmp_path, redis_url, receiver):
+    make = require_program(shutil.which("make"), "make is not installed")
+    # A venv that `make` finds ready (this interpreter's), so nothing is installed.
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    (venv / "bin").symlink_to(Path(sys.executable).parent)
+    (venv / ".installed").touch()
+    port = free_port()
+    env = {**os.environ, **base_env(f"sqlite:///{tmp_path / 'make.db'}", redis_url, PORT=port,
+                                    BIND_ADDRESS="127.0.0.1", WEB_CONCURRENCY=1,
+                                    WEBHOOK_URLS=receiver.url + "/hooks", **SETTINGS)}
+    output = tmp_path / "make.log"
+    with open(output, "w") as log:
+        # Its own process group, as a terminal's job: Ctrl-C reaches every process.
+        run = subprocess.Popen([make, "run", f"VENV={venv}"], cwd=ROOT, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until(lambda: "webhook delivery started" in output.read_text(), timeout=60)
+        registered = requests.post(f"http://127.0.0.1:{port}/auth/register", timeout=10, json={
+            "email": "ada@example.com", "username": "ada", "password": PASSWORD})
+        assert registered.status_code == 201, registered.text
+        (got,) = receiver.wait_for(1)
+        assert got["message"]["type"] == "user.registered"
+    finally:
+        os.killpg(run.pid, signal.SIGINT)
+        run.wait(timeout=30)
+    assert "webhook delivery stopped" in output.read_text()
+    wait_until(lambda: not group_alive(run.pid))  # gunicorn and the delivery process alike
+
+
+def group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- the database going away

@@ -10,7 +10,6 @@ connections.
 """
 
 import base64
-import json
 import threading
 import time
 from collections import Counter
@@ -104,7 +103,3 @@ class Receiver:
 def closed_url() -> str:
     """A URL where nothing listens: the connection is refused."""
     return f"http://127.0.0.1:{free_port()}/hooks"
-
-
-def message_of(raw: bytes) -> dict:
-    return json.loads(raw)
