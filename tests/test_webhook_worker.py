@@ -7,13 +7,9 @@ it cleanly; it outlives its database; no secret in its output; and the
 delivery latency (event committed -> receiver got it) under light load, with
 PostgreSQL's NOTIFY and with SQLite's poll. In process: test_webhooks.py."""
 
-import os
-import re
-import shutil
 import signal
+import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -21,7 +17,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-import requests
 from sqlalchemy import update
 
 from authapi import create_app
@@ -29,78 +24,13 @@ from authapi.extensions import db
 from authapi.models import WebhookDelivery, utcnow
 from authapi.services import events
 
-from .clients import PASSWORD
 from .conftest import migrate
-from .servers import ROOT, base_env, free_port, require_program, stop_process
+from .servers import base_env
 from .test_faults import private_postgres  # noqa: F401  a PostgreSQL of this module's own
-from .test_webhooks import SETTINGS, add_event, deliveries, metric_values
-from .webhook_receiver import SECRET, Receiver
-
-DELIVERED_LINE = re.compile(r"webhook ([0-9a-f-]{36}) \(\S+\) to \S+ delivered")
-
-
-def worker_command() -> list[str]:
-    """The Procfile's worker line, run with this interpreter."""
-    (line,) = [line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("worker:")]
-    program, *args = line.partition(":")[2].split()
-    assert program == "flask"
-    return [sys.executable, "-m", "flask", *args]
-
-
-class DeliveryProcess:
-    """``flask --app wsgi webhooks run`` in a subprocess, its output in a file."""
-
-    def __init__(self, env: dict, log_path: Path):
-        self.env = {**os.environ, **env}
-        self.log_path = log_path
-        self.process = None
-
-    def start(self):
-        with open(self.log_path, "w") as log:
-            self.process = subprocess.Popen(worker_command(), cwd=ROOT, env=self.env, stdout=log,
-                                            stderr=subprocess.STDOUT)
-        self.wait_for_log("webhook delivery started")
-        return self
-
-    def once(self) -> str:
-        result = subprocess.run(worker_command() + ["--once"], cwd=ROOT, env=self.env, capture_output=True,
-                                text=True, timeout=60)
-        with open(self.log_path, "a") as log:
-            log.write(result.stdout + result.stderr)
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    def log(self) -> str:
-        return self.log_path.read_text() if self.log_path.exists() else ""
-
-    def wait_for_log(self, text: str, timeout: float = 30.0):
-        deadline = time.monotonic() + timeout
-        while text not in self.log():
-            assert self.process.poll() is None, self.log()
-            assert time.monotonic() < deadline, f"{text!r} not logged: {self.log()}"
-            time.sleep(0.05)
-
-    def delivered_ids(self) -> set[str]:
-        return set(DELIVERED_LINE.findall(self.log()))
-
-    def stop(self):
-        stop_process(self.process, timeout=15)
-
-
-def assert_no_secret(text: str):
-    key = SECRET.removeprefix("whsec_")
-    assert key not in text and key[:16] not in text
-
-
-def wait_until(condition, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
-def settled(app, count: int) -> bool:
-    return sum(row.status != "pending" for row in deliveries(app)) >= count
+from .webhook_helpers import (
+    SETTINGS, DeliveryProcess, Receiver, add_event, add_events, assert_no_secret, deliveries, metric_values,
+    settled, wait_until,
+)
 
 
 @pytest.fixture
@@ -138,14 +68,6 @@ def delivery_process(database_url, redis_url, receiver, tmp_path):
         if process.process:
             process.stop()
         assert_no_secret(process.log())
-
-
-def add_events(app, count: int) -> list[str]:
-    """``count`` events committed in one transaction: one NOTIFY wakes every process."""
-    with app.app_context():
-        ids = [events.record("user.updated", user_id=None).id for _ in range(count)]
-        db.session.commit()
-    return ids
 
 
 # ---------------------------------------------------------------- several processes
@@ -230,44 +152,6 @@ def test_an_idle_process_stops_cleanly_on_a_signal(delivery_process, signal_numb
     assert process.process.wait(timeout=10) == 0
     assert time.monotonic() - started < 5
     assert "Traceback" not in process.log() and "webhook delivery stopped" in process.log()
-
-
-def test_make_run_starts_the_delivery_process_beside_gunicorn(tmp_path, redis_url, receiver):
-    make = require_program(shutil.which("make"), "make is not installed")
-    # A venv that `make` finds ready (this interpreter's), so nothing is installed.
-    venv = tmp_path / "venv"
-    venv.mkdir()
-    (venv / "bin").symlink_to(Path(sys.executable).parent)
-    (venv / ".installed").touch()
-    port = free_port()
-    env = {**os.environ, **base_env(f"sqlite:///{tmp_path / 'make.db'}", redis_url, PORT=port,
-                                    BIND_ADDRESS="127.0.0.1", WEB_CONCURRENCY=1,
-                                    WEBHOOK_URLS=receiver.url + "/hooks", **SETTINGS)}
-    output = tmp_path / "make.log"
-    with open(output, "w") as log:
-        # Its own process group, as a terminal's job: Ctrl-C reaches every process.
-        run = subprocess.Popen([make, "run", f"VENV={venv}"], cwd=ROOT, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_until(lambda: "webhook delivery started" in output.read_text(), timeout=60)
-        registered = requests.post(f"http://127.0.0.1:{port}/auth/register", timeout=10, json={
-            "email": "ada@example.com", "username": "ada", "password": PASSWORD})
-        assert registered.status_code == 201, registered.text
-        (got,) = receiver.wait_for(1)
-        assert got["message"]["type"] == "user.registered"
-    finally:
-        os.killpg(run.pid, signal.SIGINT)
-        run.wait(timeout=30)
-    assert "webhook delivery stopped" in output.read_text()
-    wait_until(lambda: not group_alive(run.pid))  # gunicorn and the delivery process alike
-
-
-def group_alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 # ---------------------------------------------------------------- the database going away

@@ -4,8 +4,9 @@ outbox written with the event (and rolled back with it), WEBHOOK_EVENTS,
 several URLs, the exact body and headers, retries with doubling backoff
 against a receiver that fails, times out, redirects or refuses connections
 (the worker's clock moved, not slept on), ``webhooks status``, the metrics,
-the purge, the start-up refusals, and no secret anywhere. The delivery
-processes as real subprocesses: test_webhook_worker.py."""
+the purge, and no secret anywhere. The delivery processes as real
+subprocesses: test_webhook_worker.py; start-up and operating them:
+test_webhook_setup.py."""
 
 import logging
 import math
@@ -15,34 +16,16 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from authapi import create_app
 from authapi.extensions import db
 from authapi.models import SecurityEvent, User, WebhookDelivery, utcnow
 from authapi.services import events
 from authapi.webhooks.worker import Worker
-from config import ConfigError
 
 from .clients import PASSWORD, AuthActions, bearer
-from .commands import assert_refused_with_one_line, clean_env, import_wsgi
 from .events_helpers import make_admin
-from .servers import base_env
-from .webhook_receiver import SECRET, Receiver, closed_url
-
-SETTINGS = {"WEBHOOK_SECRET": SECRET, "WEBHOOK_TIMEOUT": 1, "WEBHOOK_BACKOFF_SECONDS": 1,
-            "WEBHOOK_MAX_ATTEMPTS": 4}
-
-
-class Clock:
-    """The worker's time: now when made, then moved by the test."""
-
-    def __init__(self):
-        self.now = utcnow()
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds: float):
-        self.now += timedelta(seconds=seconds)
+from .webhook_helpers import (
+    SECRET, SETTINGS, Clock, Receiver, add_event, closed_url, deliver, deliveries, metric_values,
+)
 
 
 @pytest.fixture
@@ -55,38 +38,6 @@ def receiver():
 def app(make_app, receiver):
     """The app of ``client``, ``auth`` and ``runner``: webhooks to ``receiver``."""
     return make_app(WEBHOOK_URLS=receiver.url + "/hooks", **SETTINGS)
-
-
-def deliveries(app) -> list[WebhookDelivery]:
-    with app.app_context():
-        return list(db.session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id)))
-
-
-def deliver(app, clock=None) -> tuple[Worker, Clock]:
-    """One pass of a worker over what is due at ``clock`` (now by default)."""
-    clock = clock or Clock()
-    worker = Worker(app, clock=clock)
-    worker.deliver_due()
-    return worker, clock
-
-
-def add_event(app, event_type="user.updated", user_id=None) -> str:
-    with app.app_context():
-        event = events.record(event_type, user_id=user_id)
-        db.session.commit()
-        return event.id
-
-
-def metric_values(client) -> dict:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = client.get("/metrics").get_data(as_text=True)
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name.startswith("authapi_webhook")
-    }
 
 
 # ---------------------------------------------------------------- the outbox
@@ -286,43 +237,3 @@ def test_no_secret_in_any_delivery_row_or_log(app, receiver, caplog):
     text = repr(rows) + caplog.text
     assert "delivered" in caplog.text and "status 500" in caplog.text
     assert key not in text and key[:16] not in text
-
-
-# ---------------------------------------------------------------- start-up
-
-
-@pytest.mark.parametrize("secret", [None, "", "whsec_" + "c2hvcnQ=", "c2VjcmV0LXdpdGhvdXQtdGhlLXByZWZpeC0zMg==",
-                                    "whsec_not base64!"],
-                         ids=["missing", "empty", "short", "no-prefix", "not-base64"])
-def test_webhook_urls_without_a_good_secret_stop_start_up_naming_it(tmp_path, secret):
-    env = clean_env(AUTHAPI_ENV="development", DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
-                    WEBHOOK_URLS="https://hooks.example.com/in", WEBHOOK_SECRET=secret)
-
-    result = import_wsgi(env)
-
-    assert_refused_with_one_line(result, "WEBHOOK_SECRET")
-    assert not secret or secret not in result.stderr
-
-
-@pytest.mark.parametrize("entry", ["login.faild", "logn.*", "user.*,mfa.enable"])
-def test_webhook_events_naming_no_event_type_stop_start_up(tmp_path, entry):
-    env = base_env(f"sqlite:///{tmp_path / 'x.db'}", None, WEBHOOK_EVENTS=entry)
-
-    with pytest.raises(ConfigError) as refused:
-        create_app("testing", environ=env)
-
-    assert "WEBHOOK_EVENTS" in str(refused.value) and len(str(refused.value).splitlines()) == 1
-
-
-def test_webhook_events_refusal_is_one_line_from_wsgi(tmp_path):
-    env = clean_env(AUTHAPI_ENV="development", DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
-                    WEBHOOK_EVENTS="login.*,passkey.add")
-
-    assert_refused_with_one_line(import_wsgi(env), "WEBHOOK_EVENTS", "passkey.add")
-
-
-def test_the_delivery_process_needs_webhook_urls(make_app):
-    result = make_app().test_cli_runner().invoke(args=["webhooks", "run", "--once"])
-
-    assert result.exit_code == 1
-    assert "WEBHOOK_URLS" in result.stderr
