@@ -125,7 +125,7 @@ def test_a_killed_processs_claim_expires_then_another_delivers_it(app, receiver,
 # ---------------------------------------------------------------- stopping
 
 
-def test_sigterm_finishes_the_attempt_in_flight_and_gives_back_the_rest(app, receiver, delivery_process):
+def test_sigterm_finishes_the_attempt_in_flight_and_starts_no_other(app, receiver, delivery_process):
     receiver.hold = threading.Event()
     process = delivery_process(WEBHOOK_TIMEOUT=10).start()
     first, *rest = add_events(app, 3)

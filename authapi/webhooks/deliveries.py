@@ -1,7 +1,7 @@
 """The outbox's queries, for the delivery processes (authapi.webhooks.worker),
 ``flask webhooks status`` and ``/metrics``.
 
-A delivery is attempted only under a claim: ``claim_due`` marks due rows
+A delivery is attempted only under a claim: ``claim_next`` marks a due row
 ``claimed_until`` the end of the longest attempt plus a margin, and commits
 before anything is sent. On PostgreSQL the claim locks the rows it takes and
 skips those another process is taking (``FOR UPDATE SKIP LOCKED``), so two
@@ -46,14 +46,16 @@ def backoff(attempts: int) -> timedelta:
     return min(timedelta(seconds=first * 2 ** min(attempts - 1, 32)), LONGEST_BACKOFF)
 
 
-def claim_due(now: datetime, limit: int) -> list[WebhookDelivery]:
-    """Claim up to ``limit`` deliveries due at ``now`` (pending, not under a
-    live claim), longest waiting first, with their events loaded; commit.
+def claim_next(now: datetime) -> WebhookDelivery | None:
+    """Claim the delivery due longest at ``now`` (pending, not under a live
+    claim) for this process, and commit; None when nothing is due.
 
-    One statement: the SELECT ... FOR UPDATE SKIP LOCKED (PostgreSQL) picks
-    rows no other process holds, the UPDATE around it claims them. SQLite has
-    no row locks, but runs the statement under its database lock, so two
-    processes there cannot claim one row either (they take turns)."""
+    One statement: the SELECT ... FOR UPDATE SKIP LOCKED (PostgreSQL) picks a
+    row no other process is taking, the UPDATE around it claims it. SQLite
+    has no row locks but runs the statement under its database lock, so two
+    processes there cannot claim one row either (they take turns). One row at
+    a time: each attempt starts within its own claim, so a claim never runs
+    out while its delivery waits behind others."""
     due = (
         select(WebhookDelivery.id)
         .where(
@@ -62,24 +64,22 @@ def claim_due(now: datetime, limit: int) -> list[WebhookDelivery]:
             or_(WebhookDelivery.claimed_until.is_(None), WebhookDelivery.claimed_until <= now),
         )
         .order_by(WebhookDelivery.next_attempt_at)
-        .limit(limit)
+        .limit(1)
         .with_for_update(skip_locked=True)
     )
-    claimed = db.session.scalars(
+    delivery = db.session.scalars(
         update(WebhookDelivery)
         .where(WebhookDelivery.id.in_(due))
         .values(claimed_until=now + claim_length())
         .returning(WebhookDelivery),
         execution_options={"synchronize_session": False},
-    ).all()
-    if claimed:
-        # Into the session's identity map: each delivery's ``event`` is then
-        # found there, without a query per row.
-        db.session.scalars(
-            select(SecurityEvent).where(SecurityEvent.id.in_({d.event_id for d in claimed}))
-        ).all()
+    ).one_or_none()
+    if delivery is not None:
+        # Its event too, before the commit (``delivery.event`` then finds it in
+        # the session): no transaction stays open during the POST.
+        db.session.get(SecurityEvent, delivery.event_id)
     db.session.commit()
-    return sorted(claimed, key=lambda delivery: (delivery.next_attempt_at, delivery.id))
+    return delivery
 
 
 def settle(delivery: WebhookDelivery, now: datetime, status_code: int | None, error: str | None) -> str | None:
@@ -108,23 +108,6 @@ def settle(delivery: WebhookDelivery, now: datetime, status_code: int | None, er
         _count(outcome)
     db.session.commit()
     return outcome if written else None
-
-
-def release(claimed: list[WebhookDelivery]) -> None:
-    """Give back claimed deliveries that were not attempted (the process is
-    stopping): due again at once for any process. Commits."""
-    if claimed:
-        # One claim_due claimed them all until the same moment.
-        db.session.execute(
-            update(WebhookDelivery)
-            .where(
-                WebhookDelivery.id.in_([delivery.id for delivery in claimed]),
-                WebhookDelivery.claimed_until == claimed[0].claimed_until,
-            )
-            .values(claimed_until=None),
-            execution_options={"synchronize_session": False},
-        )
-    db.session.commit()
 
 
 def _count(outcome: str) -> None:

@@ -5,10 +5,9 @@ apart, authapi.webhooks.deliveries).
 
 It outlives its backends: a receiver that fails is a failed attempt, retried
 later; a database that fails is logged and waited out (the pause doubling up
-to LONGEST_PAUSE), and the claims of the pass it interrupted expire, so
-those deliveries are attempted again. ``stop`` (SIGTERM, SIGINT) lets the
-attempt in flight finish, gives back the deliveries claimed but not yet
-attempted, and ends the loop.
+to LONGEST_PAUSE), and the claim of the attempt it interrupted expires, so
+that delivery is attempted again. ``stop`` (SIGTERM, SIGINT) lets the
+attempt in flight finish and ends the loop.
 """
 
 import logging
@@ -30,8 +29,6 @@ log = logging.getLogger("authapi.webhooks")
 # Seconds between looks for due deliveries when nothing wakes the process
 # sooner: the latency of SQLite, and of retries falling due.
 IDLE_POLL_SECONDS = 1.0
-# Deliveries claimed at once: what a stopping process gives back at most.
-BATCH = 10
 # The longest pause after a database failure, in seconds.
 LONGEST_PAUSE = 30.0
 LISTEN_CONNECT_TIMEOUT = 5
@@ -53,21 +50,17 @@ class Worker:
         self.stopping.set()
 
     def deliver_due(self) -> int:
-        """Attempt every delivery due now, a batch at a time, until none is
-        left or ``stop``. Returns how many attempts were made. Raises
+        """Attempt the deliveries due now, one at a time, until none is left
+        or ``stop``. Returns how many attempts were made. Raises
         SQLAlchemyError when the database fails."""
         made = 0
-        while not self.stopping.is_set():
-            with self.app.app_context():
-                claimed = deliveries.claim_due(self.clock(), BATCH)
-                for index, delivery in enumerate(claimed):
-                    if self.stopping.is_set():
-                        deliveries.release(claimed[index:])
-                        break
-                    self._attempt(delivery)
-                    made += 1
-            if len(claimed) < BATCH:
-                break
+        with self.app.app_context():
+            while not self.stopping.is_set():
+                delivery = deliveries.claim_next(self.clock())
+                if delivery is None:
+                    break
+                self._attempt(delivery)
+                made += 1
         return made
 
     def run(self) -> None:
