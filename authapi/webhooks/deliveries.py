@@ -3,7 +3,7 @@
 
 A delivery is attempted only under a claim: ``claim_next`` marks a due row
 ``claimed_until`` the end of the longest attempt plus a margin, and commits
-before anything is sent. On PostgreSQL the claim locks the rows it takes and
+before anything is sent. On PostgreSQL the claim locks the row it takes and
 skips those another process is taking (``FOR UPDATE SKIP LOCKED``), so two
 processes never send the same attempt. ``settle`` then writes the outcome
 only while the claim it was made under still stands: an attempt that
