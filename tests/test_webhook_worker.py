@@ -196,9 +196,12 @@ def test_the_process_outlives_its_database(private_database, private_postgres, r
 
 
 def measure_latency(app, receiver, count: int = 20) -> list[float]:
-    """Seconds from each event's commit to its arrival, one event at a time."""
+    """Seconds from each event's commit to its arrival, one event at a time.
+    Light load: each event comes a while after the previous one arrived, the
+    pauses spread over the poll's second so that every phase of it is met."""
     latencies = []
     for index in range(count):
+        threading.Event().wait((index * 0.618) % 1.0)  # the load's shape, not a rule's time
         with app.app_context():
             events.record("user.updated", user_id=None)
             db.session.commit()
@@ -233,9 +236,10 @@ def test_delivery_latency_with_the_poll_on_sqlite(redis_url, receiver, delivery_
         migrate(app)
         delivery_process(database=url).start()
 
-        latencies = measure_latency(app, receiver, count=10)
+        latencies = measure_latency(app, receiver)
 
-        assert report("SQLite (1 s poll)", latencies) < 1.2
-        assert max(latencies) < 2.0
+        # Found by the next look, within the 1 s poll.
+        assert report("SQLite (1 s poll)", latencies) < 0.9
+        assert max(latencies) < 1.5
     finally:
         shutil.rmtree(directory, ignore_errors=True)
