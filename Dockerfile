@@ -1,6 +1,9 @@
 # authapi: gunicorn serving wsgi:app, configured by environment (see README).
 # Build: docker build -t authapi .
 # Schema: docker run --rm --env-file .env authapi flask --app wsgi db upgrade
+# Webhook delivery (with WEBHOOK_URLS set), the same image with another command,
+# one or more containers beside the web ones; it serves no HTTP, so no health check:
+#   docker run -d --env-file .env --no-healthcheck --stop-timeout 30 authapi flask --app wsgi webhooks run
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -21,9 +21,16 @@ migrate: $(VENV)/.installed
 	$(BIN)/flask --app wsgi db upgrade
 
 # Development server: SQLite and the in-process store unless DATABASE_URL /
-# REDIS_URL say otherwise; gunicorn settings come from gunicorn.conf.py.
+# REDIS_URL say otherwise; gunicorn settings come from gunicorn.conf.py. With
+# WEBHOOK_URLS set, the webhook delivery process runs beside it and stops with it.
 run: migrate
-	$(BIN)/gunicorn wsgi:app
+	@if [ -n "$$WEBHOOK_URLS" ]; then \
+		$(BIN)/flask --app wsgi webhooks run & worker=$$!; \
+		trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
+		$(BIN)/gunicorn wsgi:app; \
+	else \
+		exec $(BIN)/gunicorn wsgi:app; \
+	fi
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -9,7 +9,9 @@ from sqlalchemy.exc import DBAPIError
 
 from config import load_config
 
-from . import audit, auth, docs, health, http, keys, metrics, pages, passkeys, ratelimit, tokens, users, verify
+from . import (
+    audit, auth, docs, health, http, keys, metrics, pages, passkeys, ratelimit, tokens, users, verify, webhooks,
+)
 from .cli import register_commands
 from .errors import register_error_handlers
 from .extensions import api, db, migrate, store
@@ -39,6 +41,7 @@ def register_extensions(app: Flask) -> None:
     docs.init_app(app)
     metrics.init_app(app)
     store.init_app(app)
+    webhooks.init_app(app)
     ratelimit.init_app(app)
     # After the limiter: its check runs before the request hooks read the body.
     http.init_app(app)

@@ -1,11 +1,12 @@
 """Admin commands: ``flask --app wsgi users ...``, ``sessions purge``,
-``mfa rotate-keys`` and ``events purge``.
+``mfa rotate-keys``, ``events purge``, and ``webhooks run`` / ``status``.
 
 Each command calls the same service functions as the HTTP API, so the password
 policy, revocation and the last-admin rule live in one place. Success prints
 one line on stdout; a refusal prints one line on stderr and exits with status 1.
 """
 
+import signal
 from functools import wraps
 
 import click
@@ -19,6 +20,8 @@ from . import errors
 from .models import ROLES
 from .schemas import AdminUserIn
 from .services import admin, devices, events, mfa, recovery, sessions
+from .webhooks import deliveries
+from .webhooks.worker import Worker
 
 ACTOR = "cli"
 
@@ -26,6 +29,7 @@ users_cli = AppGroup("users", help="Manage user accounts.")
 sessions_cli = AppGroup("sessions", help="Manage login sessions.")
 mfa_cli = AppGroup("mfa", help="Two-factor authentication.")
 events_cli = AppGroup("events", help="The audit trail of security events.")
+webhooks_cli = AppGroup("webhooks", help="Webhook delivery (Standard Webhooks).")
 
 
 def _describe(details) -> str:
@@ -199,8 +203,39 @@ def purge_events():
     click.echo(f"Purged {count} security events older than {days} days.")
 
 
+@webhooks_cli.command("run")
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+@reports_errors
+def run_webhooks(once):
+    """The delivery process: POST each event of the outbox to its URL, retry
+    with doubling backoff, until SIGTERM or SIGINT. Run one or more beside
+    the web processes (the Procfile's worker)."""
+    if not current_app.config["WEBHOOK_URLS"]:
+        raise click.ClickException("WEBHOOK_URLS is not set: there is nothing to deliver.")
+    worker = Worker(current_app._get_current_object())
+    if once:
+        made = worker.deliver_due()
+        click.echo(f"Made {made} delivery attempts.")
+        return
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signal_number, worker.stop)
+    worker.run()
+
+
+@webhooks_cli.command("status")
+@reports_errors
+def webhooks_status():
+    """Print the pending, delivered and failed delivery counts."""
+    counts = deliveries.status_counts()
+    click.echo(
+        f"Webhook deliveries: {counts['pending']} pending, {counts['delivered']} delivered, "
+        f"{counts['failed']} failed."
+    )
+
+
 def register_commands(app):
     app.cli.add_command(users_cli)
     app.cli.add_command(sessions_cli)
     app.cli.add_command(mfa_cli)
     app.cli.add_command(events_cli)
+    app.cli.add_command(webhooks_cli)

@@ -22,13 +22,14 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import errors
 from .extensions import Blueprint, db, read_only
 from .models import AuthSession, utcnow
+from .webhooks import deliveries
 
 log = logging.getLogger("authapi.metrics")
 
@@ -118,20 +119,40 @@ def init_app(app) -> None:
 def _active_sessions():
     """A gauge family read from the database at scrape time: correct whichever
     worker answers, and nothing to keep in step on login, logout or expiry."""
+    count = db.session.scalar(
+        select(func.count())
+        .select_from(AuthSession)
+        .where(AuthSession.revoked_at.is_(None), AuthSession.expires_at > utcnow())
+    )
+    gauge = GaugeMetricFamily("authapi_active_sessions", "Sessions neither ended nor expired.")
+    gauge.add_metric([], count)
+    return [gauge]
+
+
+def _webhook_deliveries():
+    """Read at scrape time from the database, where every delivery process
+    (any host) writes its outcomes: the web process cannot count them."""
+    totals, backlog = deliveries.scrape_counts()
+    counter = CounterMetricFamily(
+        "authapi_webhook_deliveries",
+        "Webhook delivery attempts by outcome (delivered, retry, failed), by every delivery process.",
+        labels=["outcome"],
+    )
+    for outcome, total in totals.items():
+        counter.add_metric([outcome], total)
+    gauge = GaugeMetricFamily("authapi_webhook_backlog", "Webhook deliveries waiting (pending).")
+    gauge.add_metric([], backlog)
+    return [counter, gauge]
+
+
+def _database_families() -> list:
     try:
-        count = db.session.scalar(
-            select(func.count())
-            .select_from(AuthSession)
-            .where(AuthSession.revoked_at.is_(None), AuthSession.expires_at > utcnow())
-        )
+        return _active_sessions() + _webhook_deliveries()
     except SQLAlchemyError as exc:
         db.session.rollback()
         # The rest of the metrics stay scrapeable while the database is down.
-        log.warning("active sessions not counted: %s", type(exc).__name__)
-        return None
-    gauge = GaugeMetricFamily("authapi_active_sessions", "Sessions neither ended nor expired.")
-    gauge.add_metric([], count)
-    return gauge
+        log.warning("database metrics not counted: %s", type(exc).__name__)
+        return []
 
 
 class _Families:
@@ -152,10 +173,10 @@ def exposition() -> bytes:
     else:
         registry = REGISTRY
     output = generate_latest(registry)
-    gauge = _active_sessions()
-    if gauge is not None:
+    families = _database_families()
+    if families:
         extra = CollectorRegistry()
-        extra.register(_Families([gauge]))
+        extra.register(_Families(families))
         output += generate_latest(extra)
     return output
 
@@ -170,6 +191,7 @@ bp = Blueprint("metrics", __name__, description="Prometheus metrics")
     "content": {"text/plain": {"schema": {"type": "string"}}},
 }})
 def metrics():
-    """Request counts and latencies, logins by outcome, refresh-token reuse,
-    active sessions; the sum over all gunicorn workers."""
+    """Request counts and latencies, logins by outcome, refresh-token reuse
+    (the sum over all gunicorn workers); active sessions, webhook deliveries
+    by outcome and their backlog (read from the database)."""
     return Response(exposition(), content_type=CONTENT_TYPE_LATEST)

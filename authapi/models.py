@@ -213,6 +213,8 @@ class SecurityEvent(db.Model):
     user_agent: Mapped[str | None] = mapped_column(String(255))
     request_id: Mapped[str | None] = mapped_column(String(128))
     data: Mapped[dict] = mapped_column(JSON)
+
+
 class Passkey(db.Model):
     """A WebAuthn credential of a user (API.md §9): its public key and what
     the authenticator said of it. ``credential_id`` is the authenticator's
@@ -239,3 +241,50 @@ class Passkey(db.Model):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship()
+
+
+class WebhookDelivery(db.Model):
+    """One event to POST to one of WEBHOOK_URLS (API.md §10): the outbox row,
+    added in the event's transaction (authapi.webhooks.outbox) and worked off
+    by the delivery processes (authapi.webhooks.worker). A process claims a
+    due row by setting ``claimed_until``; one killed mid-attempt leaves the
+    claim to expire, and any process takes the row again. Deleted with its
+    event (``events purge``)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'delivered', 'failed')", name="ck_webhook_deliveries_status"
+        ),
+        # The claim: pending rows due now, the longest waiting first.
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        # The cascade from a purged event.
+        Index("ix_webhook_deliveries_event_id", "event_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("security_events.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(String(2048))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the last attempt met: the answer's status, or a word for the
+    # failure (never the URL, which may carry a token, nor the secret).
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(255))
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    event: Mapped[SecurityEvent] = relationship()
+
+
+class WebhookOutcomeCount(db.Model):
+    """Delivery attempts by outcome (delivered, retry, failed), counted by
+    every delivery process: ``authapi_webhook_deliveries_total``. Apart from
+    the deliveries so that a scrape reads three rows, not the whole outbox,
+    and a purge of old deliveries never makes the counter go down."""
+
+    __tablename__ = "webhook_outcome_counts"
+
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+    total: Mapped[int] = mapped_column(BigInteger)

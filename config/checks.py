@@ -174,6 +174,8 @@ def webhook_secret(name, value, settings):
 
 
 def event_types(name, value, settings):
+    # The form only: whether an entry selects a known type is checked by the
+    # app (authapi.webhooks.outbox.init_app), which owns the list of types.
     for entry in value:
         if not EVENT_TYPE_PATTERN.match(entry):
             return f"{name} entries must be event types like login.failed or prefixes like login.*"

@@ -113,7 +113,7 @@ SECTIONS = (
         S("WEBHOOK_SECRET", optional, None, "`whsec_` + base64 of at least 24 random bytes: the "
           "key that signs every delivery; needed with WEBHOOK_URLS", webhook_secret),
         S("WEBHOOK_EVENTS", comma_list, "", "comma-separated event types or prefixes like "
-          "`login.*` to deliver; empty: all", event_types),
+          "`login.*` to deliver; empty: all; an entry matching no type stops start-up", event_types),
         S("WEBHOOK_TIMEOUT", integer, "5", "seconds a receiver has to answer 2xx",
           bounds=POSITIVE),
         S("WEBHOOK_MAX_ATTEMPTS", integer, "8", "attempts before a delivery is marked failed",
