@@ -9,7 +9,7 @@ from sqlalchemy.exc import DBAPIError
 
 from config import load_config
 
-from . import auth, docs, health, http, keys, metrics, ratelimit, tokens, users, verify
+from . import auth, docs, health, http, keys, metrics, ratelimit, token_check, tokens, users, verify
 from .cli import register_commands
 from .errors import register_error_handlers
 from .extensions import api, db, migrate, store
@@ -36,6 +36,7 @@ def register_extensions(app: Flask) -> None:
     register_database(app)
     tokens.init_app(app)
     keys.init_app(app)
+    token_check.init_app(app)
     docs.init_app(app)
     metrics.init_app(app)
     store.init_app(app)

@@ -6,6 +6,7 @@ Whether a well-formed token is still honoured is revocation's rule
 """
 
 import re
+from typing import NamedTuple
 
 from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token
@@ -36,7 +37,15 @@ def amr_of(login_session) -> list[str]:
     return login_session.amr.split()
 
 
-def issue_token_pair(user: User, session_id: str, refresh_jti: str, amr) -> dict:
+class Identity(NamedTuple):
+    """What a token pair says of its user, when no User is loaded (a refresh
+    reads the role in its rotation)."""
+
+    id: int
+    role: str
+
+
+def issue_token_pair(user: User | Identity, session_id: str, refresh_jti: str, amr) -> dict:
     """An access and a refresh token for the login session ``session_id``,
     whose login was made with the methods ``amr``."""
     identity = str(user.id)
