@@ -162,6 +162,9 @@ def log_request(response):
         message = f"{current.method} {current.path} {response.status_code} {duration_ms}ms"
     # Made here rather than by request_log.info, which walks the stack for the
     # caller's file and line (a third of the line's cost): no format shows them.
-    request_log.handle(request_log.makeRecord(request_log.name, logging.INFO, "", 0, message, (), None,
+    request_log.handle(request_log.makeRecord(request_log.name, logging.INFO, __file__, _LINE, message, (), None,
                                               extra=fields))
     return response
+
+
+_LINE = log_request.__code__.co_firstlineno

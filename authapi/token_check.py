@@ -57,9 +57,11 @@ class TokenCheck:
         self.cache: dict[str, tuple] = {}
         self._lock = threading.Lock()
 
-    def claims(self, token: str, token_type: str):
+    def claims(self, token: str, token_type: str, now: float | None = None):
         """The claims of ``token`` if the general path would accept it as
-        ``token_type`` now (revocation aside), else None."""
+        ``token_type`` at ``now`` (default: the clock's time), revocation
+        aside, else None. A token not yet decoded is judged by PyJWT at the
+        clock's time."""
         entry = self.cache.get(token)
         if entry is None:
             entry = self._decode(token)
@@ -71,7 +73,7 @@ class TokenCheck:
                 self._keep(token, entry)
         claims, not_before, expires = entry
         # PyJWT's own comparisons (iat and nbf not after now, exp after now).
-        now = time.time()
+        now = time.time() if now is None else now
         if not (not_before <= now + self.leeway and expires > now - self.leeway):
             return None
         return claims if claims["type"] == token_type else None
@@ -85,7 +87,7 @@ class TokenCheck:
                                 audience=self.audience, issuer=self.issuer, leeway=self.leeway,
                                 options=self.options)
             tokens.check_claims(claims)
-        except (jwt.InvalidTokenError, JWTDecodeError):
+        except (jwt.PyJWTError, JWTDecodeError):
             return None
         # check_claims requires iat and exp of every token; nbf is optional
         # for refresh tokens. PyJWT converted each with int() already.
