@@ -5,10 +5,11 @@
 The general path parses each token four times (PyJWT checks its base64 byte by
 byte each time), prepares the HMAC key on every decode (PyJWT tries to read
 the secret as a DER key and as a certificate), and decodes once without the
-signature for ``tokens.decode_key`` (docs/performance.md has the profile). Here a token is decoded
-once per worker: ``jwt.decode`` with the general path's own arguments (the key
-of ``keys.verification_key``, the one algorithm, issuer, audience, no leeway),
-then ``tokens.check_claims`` and the type. Its claims are then kept, keyed by
+signature for ``tokens.decode_key`` (docs/performance.md has the profile).
+Here a token is decoded once per worker: ``jwt.decode`` with the general
+path's own arguments (the key of ``keys.verification_key``, the one
+algorithm, issuer, audience, no leeway), then ``tokens.check_claims`` and the
+type. Its claims are then kept, keyed by
 the whole token string, in a small per-worker cache (``CACHE_SIZE``, oldest
 first out): a later request with the same string skips the decode, but its
 expiry, not-before and issued-at are checked again against the clock, and

@@ -2,6 +2,8 @@
 one prepared statement in autocommit rather than the ORM's load (the ORM's
 load was a third of the request; docs/performance.md has the profile)."""
 
+from functools import cache
+
 import psycopg
 from psycopg.rows import namedtuple_row
 from sqlalchemy import bindparam, select
@@ -18,7 +20,6 @@ OWN_ACCOUNT = select(
     _users.is_verified, _users.totp_enabled_at.is_not(None).label("mfa_enabled"), _users.created_at,
     _users.updated_at, _users.last_login_at, _users.tokens_valid_after,
 ).where(_users.id == bindparam("user_id"))
-_compiled: dict[str, str] = {}
 
 
 def own_account(claims):
@@ -40,12 +41,16 @@ def _read(connection, parameters):
     # On PostgreSQL the compiled statement goes to psycopg itself, through
     # SQLAlchemy's pooled connection: SQLAlchemy's execution and result
     # handling cost more than the query (279 against 161 us of CPU).
-    sql = _compiled.get("psycopg") or _compiled.setdefault("psycopg", str(OWN_ACCOUNT.compile(connection)))
     try:
         cursor = connection.connection.driver_connection.cursor(row_factory=namedtuple_row)
-        return cursor.execute(sql, parameters, prepare=True).fetchone()
+        return cursor.execute(_compiled(connection.dialect), parameters, prepare=True).fetchone()
     except psycopg.Error:
         # Whatever went wrong (a connection lost), SQLAlchemy's execution
         # handles it as on every other path: its error (503), and a pool
         # renewed after a disconnect.
         return connection.execute(OWN_ACCOUNT, parameters).one_or_none()
+
+
+@cache
+def _compiled(dialect) -> str:
+    return str(OWN_ACCOUNT.compile(dialect=dialect))
