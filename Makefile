@@ -35,9 +35,9 @@ run: migrate
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Throughput and latency as ratios to the stack's own ceiling (issue 8): starts
-# PostgreSQL if needed, a private Redis and gunicorn; prints a table and writes
-# bench/results.json. Takes about 8 minutes.
+# Throughput and latency as ratios to the stack's own ceiling (issues 8 and 18),
+# with round trips per request: starts its own PostgreSQL cluster and Redis and
+# gunicorn; prints a table and writes bench/results.json. Takes about 10 minutes.
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 

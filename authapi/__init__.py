@@ -10,7 +10,7 @@ from sqlalchemy.exc import DBAPIError
 from config import load_config
 
 from . import (
-    audit, auth, docs, health, http, keys, metrics, pages, passkeys, ratelimit, tokens, users, verify, webhooks,
+    audit, auth, docs, health, http, keys, metrics, pages, passkeys, ratelimit, token_check, tokens, users, verify, webhooks,
 )
 from .cli import register_commands
 from .errors import register_error_handlers
@@ -38,6 +38,7 @@ def register_extensions(app: Flask) -> None:
     register_database(app)
     tokens.init_app(app)
     keys.init_app(app)
+    token_check.init_app(app)
     docs.init_app(app)
     metrics.init_app(app)
     store.init_app(app)

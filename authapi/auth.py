@@ -64,8 +64,8 @@ def login(data):
 @bearer("refresh")
 @bp.arguments(RefreshIn, required=False)
 @bp.response(200, TokenPairOut)
-def refresh(data):
-    return cookies.deliver_token_pair(sessions.rotate_refresh_token(current_user, get_jwt()))
+def refresh(data, refresh_claims):
+    return cookies.deliver_token_pair(sessions.rotate_refresh_token(refresh_claims))
 
 
 @bp.post("/logout")

@@ -24,9 +24,9 @@ from functools import wraps
 from urllib.parse import urlsplit
 
 from flask import after_this_request, current_app, request
-from flask_jwt_extended import set_refresh_cookies, unset_refresh_cookies, verify_jwt_in_request
+from flask_jwt_extended import set_refresh_cookies, unset_refresh_cookies
 
-from . import errors
+from . import errors, token_check
 from .http import FORM_MIMETYPE
 
 REFRESH_JSON_KEY = "refresh_token"
@@ -54,13 +54,15 @@ def presented_device_token(field_value: str | None) -> str | None:
 
 
 def refresh_token_required(view):
-    """``jwt_required(refresh=True)``, reading the token from the one place
-    the request puts it (``refresh_token_location``)."""
+    """``jwt_required(refresh=True)``'s checks of the token at the one place
+    the request puts it (``refresh_token_location``), on the hot path
+    (``token_check.refresh_claims``: no user load, the rotation checks the
+    account); the view gets the claims as ``refresh_claims``."""
 
     @wraps(view)
     def wrapper(*args, **kwargs):
-        verify_jwt_in_request(refresh=True, locations=[refresh_token_location()])
-        return current_app.ensure_sync(view)(*args, **kwargs)
+        claims = token_check.refresh_claims(refresh_token_location())
+        return current_app.ensure_sync(view)(*args, refresh_claims=claims, **kwargs)
 
     return wrapper
 

@@ -49,12 +49,13 @@ class Session(flask_sqlalchemy.session.Session):
     def get_bind(self, *args, **kwargs):
         engine = super().get_bind(*args, **kwargs)
         if serves_read_only_view():
-            return _autocommit(engine)
+            return autocommit(engine)
         return engine
 
 
-def _autocommit(engine):
-    # One option engine per engine: it shares the engine's pool.
+def autocommit(engine):
+    """``engine`` in autocommit: each statement is one round trip and sees
+    every commit made before it. One option engine per engine, sharing its pool."""
     try:
         return engine._authapi_autocommit
     except AttributeError:

@@ -11,6 +11,7 @@ import re
 import uuid
 
 from flask import current_app, g, request
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.sansio.utils import host_is_trusted
@@ -37,6 +38,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 HSTS = "max-age=63072000"
+_SECURITY_HEADERS = [(name.lower(), name, value) for name, value in SECURITY_HEADERS.items()]
 
 CORS_ALLOW_HEADERS = ["Authorization", "Content-Type", "X-CSRF-TOKEN", "X-Request-ID"]
 CORS_EXPOSE_HEADERS = [
@@ -145,11 +147,15 @@ def _has_body() -> bool:
 
 
 def add_response_headers(response):
+    headers = response.headers
     # Also for responses made before assign_request_id ran: an extension's
     # before_request hook (the limiter's) may answer first.
-    response.headers["X-Request-ID"] = current_request_id()
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+    headers["X-Request-ID"] = current_request_id()
+    # A view's own value stands (setdefault's rule, in one pass over the headers).
+    present = {name.lower() for name in headers.keys()}
+    for lower, name, value in _SECURITY_HEADERS:
+        if lower not in present:
+            headers.add(name, value)
     # RFC 6797 forbids HSTS over plain HTTP; is_secure is the scheme as the
     # trusted proxies (PROXY_FIX_X_FOR) report it.
     if current_app.config["AUTHAPI_ENV"] == "production" and request.is_secure:
@@ -175,6 +181,17 @@ def init_app(app) -> None:
     app.before_request(check_host)
     app.before_request(check_body)
     app.after_request(add_response_headers)
+    app.session_interface = NoCookieSession()
+
+
+class NoCookieSession(SecureCookieSessionInterface):
+    """No Flask cookie session: authapi keeps no state in one (tokens travel
+    as bearer tokens or the refresh cookies of authapi.cookies), and opening
+    one costs every request a signing serializer. ``flask.session`` is
+    Flask's null session, which refuses to be written."""
+
+    def open_session(self, app, request):
+        return None
 
 
 def _init_cors(app) -> None:

@@ -157,6 +157,12 @@ def token_headers() -> dict:
     return {"kid": kid} if kid else {}
 
 
+def asymmetric() -> bool:
+    """Whether tokens are signed with a key pair (the kid then names the
+    public key), not the HS secret."""
+    return _keys().private is not None
+
+
 def verification_key(header: dict):
     """The key that must have signed a token with this (unverified) header.
 

@@ -93,6 +93,11 @@ class _StartTimer:
         return self.wsgi_app(environ, start_response)
 
 
+def request_started() -> float | None:
+    """When the current request reached the app (``time.perf_counter``)."""
+    return request.environ.get(START_KEY)
+
+
 @lru_cache(maxsize=None)
 def _series(endpoint: str, method: str, status: int):
     # Looked up once per label set (endpoints, methods and codes are few: see
@@ -105,7 +110,7 @@ def _record(response):
     method = request.method if request.method in METHODS else OTHER_METHOD
     requests, latency = _series(request.endpoint or UNMATCHED, method, response.status_code)
     requests.inc()
-    started = request.environ.get(START_KEY)
+    started = request_started()
     if started is not None:
         latency.observe(time.perf_counter() - started)
     return response

@@ -41,7 +41,7 @@ from datetime import datetime, timedelta, timezone
 
 import redis
 from flask import current_app
-from sqlalchemy import and_, event, select
+from sqlalchemy import and_, bindparam, event, or_, select
 
 from .extensions import Session, db, store
 from .models import AuthSession, User, utcnow
@@ -99,6 +99,24 @@ def is_revoked_by_account(user, claims: dict) -> bool:
     # A role change revokes tokens; this also refuses any token whose role
     # claim disagrees with the database, should a revocation ever be missed.
     return claims["type"] == "access" and claims["role"] != user.role
+
+
+# The query form of is_revoked_by_account for a refresh token: a condition on
+# the users row of its sub (the caller selects it) that holds exactly when
+# that function says the account accepts the token; bind ACCOUNT_CUTOFF to
+# account_cutoff(claims). Prepared once: a statement built per request cost
+# more than its round trip.
+ACCOUNT_CUTOFF = "account_cutoff"
+_users = User.__table__.c
+ACCOUNT_ACCEPTS = and_(_users.is_active.is_(True), or_(
+    _users.tokens_valid_after.is_(None), _users.tokens_valid_after < bindparam(ACCOUNT_CUTOFF)
+))
+
+
+def account_cutoff(claims: dict) -> datetime:
+    """The bound value of ACCOUNT_ACCEPTS for ``claims``: iat < the cut-off's
+    whole seconds refuses, so a cut-off before iat + 1 accepts."""
+    return datetime.fromtimestamp(int(claims["iat"]) + 1, timezone.utc)
 
 
 def changes_revoke(changed: dict) -> bool:

@@ -6,8 +6,9 @@ Whether a well-formed token is still honoured is revocation's rule
 """
 
 import re
+from typing import NamedTuple
 
-from flask import current_app, has_request_context
+from flask import current_app, g, has_request_context
 from flask_jwt_extended import create_access_token, create_refresh_token, get_jwt_identity
 from flask_jwt_extended.exceptions import JWTDecodeError
 
@@ -39,7 +40,15 @@ def amr_of(login_session) -> list[str]:
     return login_session.amr.split()
 
 
-def issue_token_pair(user: User, session_id: str, refresh_jti: str, amr) -> dict:
+class Identity(NamedTuple):
+    """What a token pair says of its user, when no User is loaded (a refresh
+    reads the role in its rotation)."""
+
+    id: int
+    role: str
+
+
+def issue_token_pair(user: User | Identity, session_id: str, refresh_jti: str, amr) -> dict:
     """An access and a refresh token for the login session ``session_id``,
     whose login was made with the methods ``amr``."""
     identity = str(user.id)
@@ -64,8 +73,8 @@ def signed_in_user_id() -> int | None:
         return None
     try:
         identity = get_jwt_identity()
-    except RuntimeError:  # the view verified no token
-        return None
+    except RuntimeError:  # no jwt_required: the hot paths' check, or no token
+        return g.get("token_user_id")
     return int(identity) if identity else None
 
 

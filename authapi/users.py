@@ -1,7 +1,9 @@
 """The /users blueprint: the caller's own account, and user administration."""
 
-from flask_jwt_extended import current_user, get_current_user, jwt_required
+from flask import current_app
+from flask_jwt_extended import current_user, jwt_required
 
+from . import token_check
 from .docs import bearer, refusals
 from .extensions import Blueprint, read_only
 from .permissions import admin_required
@@ -14,20 +16,23 @@ from .schemas import (
     UserOut,
     UserPageOut,
     UserQueryIn,
+    dump_user,
 )
-from .services import accounts, admin
+from .services import accounts, admin, profile
 
 bp = Blueprint("users", __name__, url_prefix="/users", description="User accounts")
 
 
 @bp.get("/me")
 @read_only
-@jwt_required()
 @bearer("access")
 @bp.response(200, UserOut)
 def me():
-    # The user itself, not the current_user proxy: the dump reads every field.
-    return get_current_user()
+    # The hot path (docs/performance.md): jwt_required's rules at less cost,
+    # one statement, and UserOut's dump compiled (a Response passes
+    # bp.response through undumped).
+    user = profile.own_account(token_check.access_claims())
+    return current_app.json.response(dump_user(user))
 
 
 @bp.patch("/me")

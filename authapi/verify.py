@@ -4,9 +4,11 @@ authentication for a proxy (``/auth/verify``, nginx ``auth_request``, Traefik
 (``/auth/introspect``).
 
 ``/auth/verify`` runs once per request of every app behind the proxy, so it
-does the least that keeps the rules: flask-jwt-extended's own token check
-(the header, the signature, the claims ``tokens.check_claims`` requires, the
-type) and revocation's one round trip (``revocation.is_revoked``). Unlike
+does the least that keeps the rules: the hot paths' token check
+(``token_check.access_claims``: the general path's checks of the header, the
+signature, the claims ``tokens.check_claims`` requires and the type, decoded
+once per token string) and revocation's one round trip
+(``revocation.is_revoked``). Unlike
 ``jwt_required`` it loads no user, so no database is read, save the rebuild
 ``is_revoked`` makes when Redis lost the user's key; no body is read, no rate
 limit counts it (ratelimit.EXEMPT_ENDPOINTS), no Flask automatic OPTIONS or
@@ -16,13 +18,9 @@ refusals.
 
 from functools import wraps
 
-from flask import current_app, g, make_response, request
-# The lower layer of jwt_required (STYLE.md: a hot path may use one): the
-# whole token check without the user load. Private to flask-jwt-extended,
-# whose version requirements.txt pins; tests/test_verify.py would catch a change.
-from flask_jwt_extended.view_decorators import _decode_jwt_from_request
+from flask import current_app, make_response, request
 
-from . import errors
+from . import errors, token_check
 from .docs import bearer, refusals
 from .extensions import Blueprint, read_only
 from .models import ROLES
@@ -69,8 +67,7 @@ def verify():
         raise errors.ValidationFailed(details={"role": [f"Must be one of: {', '.join(ROLES)}."]})
     # Headers only (never a cookie or the body), type access, revocation
     # checked; raises what jwt_required raises, answered by the same handlers.
-    claims, _, _ = _decode_jwt_from_request("headers", fresh=False)
-    g.log_user_id = int(claims["sub"])  # the access line names the user
+    claims = token_check.access_claims()
     if role is not None and claims["role"] != role:
         raise errors.Forbidden(f"This needs the {role} role.")
     response = make_response("", 200)

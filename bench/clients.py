@@ -22,7 +22,10 @@ class Load:
       used before (registrations);
     - ``chain``: one chain per connection, started from ``seeds`` (one token
       per connection); each response's ``refresh_token`` is the bearer token
-      of that connection's next request.
+      of that connection's next request;
+    - ``queue``: every request takes the next token of ``seeds`` as its
+      bearer token, whichever connection sends it (once they are all used,
+      the requests carry a spent one and count as errors).
     """
 
     path: str
@@ -71,7 +74,7 @@ def lua_table(mapping: dict) -> str:
     return "{" + ", ".join(f"[{lua_string(k)}] = {lua_string(v)}" for k, v in mapping.items()) + "}"
 
 
-def lua_script(load: Load) -> str:
+def lua_script(load: Load, threads: int, workdir: Path) -> str:
     headers = lua_table(load.headers)
     if load.kind == "fixed":
         body = lua_string(load.body) if load.body is not None else "nil"
@@ -106,13 +109,34 @@ response = function(status, headers, body)
   if t then token = t end
 end
 ''' + WRK_DONE
+    if load.kind == "queue":
+        # wrk runs one Lua state per thread: each takes every threads-th
+        # token of the file, in order.
+        queue = workdir / f"queue-{time.time_ns()}.txt"
+        queue.write_text("\n".join(load.seeds) + "\n")
+        return f'''
+local tokens, used, threads = {{}}, 0, 0
+setup = function(thread) threads = threads + 1; thread:set("tid", threads) end
+init = function(args)
+  local n = 0
+  for line in io.lines({lua_string(str(queue))}) do
+    n = n + 1
+    if n % {threads} == tid % {threads} then tokens[#tokens + 1] = line end
+  end
+end
+request = function()
+  used = used + 1
+  return wrk.format({lua_string(load.method)}, {lua_string(load.path)},
+                    {{["Authorization"] = "Bearer " .. (tokens[used] or "spent")}}, nil)
+end
+''' + WRK_DONE
     raise ValueError(load.kind)
 
 
 def run_wrk(url: str, load: Load, duration: int, workdir: Path) -> dict:
-    script = workdir / f"load-{time.time_ns()}.lua"
-    script.write_text(lua_script(load))
     threads = load.connections if load.kind == "chain" else min(2, load.connections)
+    script = workdir / f"load-{time.time_ns()}.lua"
+    script.write_text(lua_script(load, threads, workdir))
     out = subprocess.run(
         ["wrk", "-t", str(threads), "-c", str(load.connections), "-d", f"{duration}s",
          "--timeout", "10s", "-s", str(script), url + load.path],
@@ -134,10 +158,10 @@ class _Connection:
     connection, re-opened when the server closes it (sync workers do after
     every response)."""
 
-    def __init__(self, url: str, load: Load, index: int, stamp: int):
+    def __init__(self, url: str, load: Load, index: int, stamp: int, queue=None):
         self.host, port = url.split("//")[1].split(":")
         self.port = int(port)
-        self.load, self.index, self.stamp = load, index, stamp
+        self.load, self.index, self.stamp, self.queue = load, index, stamp, queue
         self.token = load.seeds[index] if load.kind == "chain" else None
         self.latencies: list[float] = []
         self.errors = 0
@@ -148,6 +172,8 @@ class _Connection:
             body = body.replace("{name}", f"p{self.stamp}_{self.index}_{n}")
         elif self.load.kind == "chain":
             headers["Authorization"] = f"Bearer {self.token}"
+        elif self.load.kind == "queue":
+            headers["Authorization"] = f"Bearer {next(self.queue, 'spent')}"
         return headers, body
 
     def run_until(self, stop_at: float):
@@ -176,10 +202,25 @@ class _Connection:
                 self.token = json.loads(data)["refresh_token"]
 
 
+class _Queue:
+    """``seeds`` handed out one at a time to every connection thread."""
+
+    def __init__(self, seeds: list[str]):
+        self._seeds, self._lock = iter(seeds), threading.Lock()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        with self._lock:
+            return next(self._seeds)
+
+
 def run_python(url: str, load: Load, duration: int, workdir: Path) -> dict:
     """One thread per connection; wrk's figures from the merged latencies."""
     stamp = time.time_ns() % 10**9
-    connections = [_Connection(url, load, i, stamp) for i in range(load.connections)]
+    queue = _Queue(load.seeds) if load.kind == "queue" else None
+    connections = [_Connection(url, load, i, stamp, queue) for i in range(load.connections)]
     stop_at = time.monotonic() + duration
     elapsed = run_together([threading.Thread(target=c.run_until, args=(stop_at,)) for c in connections])
     merged = sorted(x for c in connections for x in c.latencies)

@@ -46,8 +46,20 @@ def _number(value) -> str:
     return "" if value is None else f"{value:.2f}"
 
 
+def _pg_key(results: dict) -> str:
+    """What the PostgreSQL column counts (bench/roundtrips.py)."""
+    for r in results.values():
+        for key in r if isinstance(r, dict) else ():
+            if key.startswith("pg_") and key.endswith("_per_request"):
+                return key
+    return "pg_statements_per_request"
+
+
 def table(results: dict, targets: list[dict]) -> str:
-    lines = ["| case | req/s | p50 ms | p99 ms | errors |", "|---|---:|---:|---:|---:|"]
+    pg_key = _pg_key(results)
+    pg_label = pg_key.removeprefix("pg_").removesuffix("_per_request")
+    lines = [f"| case | req/s | p50 ms | p99 ms | errors | Redis commands/req | PostgreSQL {pg_label}/req |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for worker_class in WORKER_CLASSES:
         for case in CASES:
             name = result_name(case.name, worker_class)
@@ -56,7 +68,8 @@ def table(results: dict, targets: list[dict]) -> str:
             r = results[name]
             label = name + (f" (me; {r['logins_ok']}/{r['logins']} logins ok)" if "logins" in r else "")
             lines.append(f"| {label} | {r['rps']:.1f} | {_number(r['p50_ms'])} | {_number(r['p99_ms'])} "
-                         f"| {r['errors']} |")
+                         f"| {r['errors']} | {_number(r.get('redis_per_request'))} "
+                         f"| {_number(r.get(pg_key))} |")
     if "worker_rss_mb" in results:
         lines.append(f"\nworker RSS after the run: {results['worker_rss_all_mb']} MB (sync)"
                      + (f", max {results['worker_rss_gthread_mb']} MB (gthread)"

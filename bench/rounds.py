@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from argon2_limit import describe
 from cases import APPS, WORKER_CLASSES, Case, Setup, login, register_users, result_name
 from clients import CLIENTS
+from roundtrips import RoundTrips
 from servers import Processes, Server, start_gunicorn
 
 
@@ -43,10 +44,12 @@ def prepare(servers: dict[str, Server], env: dict, client, duration: int, workdi
         duration=duration,
         workdir=workdir,
         workers=len(authapi.worker_pids()),
+        env=env,
         users=users,
         access_token=login(authapi.url, users[0])["access_token"],
         # What authapi hashed with, so argon2_verify measures its parameters.
         password_hash=stored_password_hash(env["DATABASE_URL"], users[0]),
+        round_trips=RoundTrips(env["DATABASE_URL"], env["REDIS_URL"]),
     )
 
 
@@ -59,6 +62,9 @@ def median_of(runs: list[dict]) -> dict:
     for key in ("connections", "processes"):
         if key in runs[0]:
             out[key] = runs[0][key]
+    for key in runs[0]:
+        if key.endswith("_per_request"):
+            out[key] = statistics.median(r[key] for r in runs)
     for key in ("logins", "logins_ok"):
         if key in runs[0]:
             out[key] = sum(r[key] for r in runs)
@@ -77,8 +83,10 @@ def run_in_rounds(cases: list[Case], setup: Setup, rounds: int, worker_class: st
             r = case.run_once(setup)
             runs[case.name].append(r)
             p = f", p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms" if r["p50_ms"] is not None else ""
+            trips = "".join(f", {key.removesuffix('_per_request')}/req {value}"
+                            for key, value in r.items() if key.endswith("_per_request"))
             print(f"  {result_name(case.name, worker_class)} run {i + 1}: {r['rps']:.1f} req/s{p}, "
-                  f"errors {r['errors']}", flush=True)
+                  f"errors {r['errors']}{trips}", flush=True)
     return {result_name(name, worker_class): median_of(case_runs) for name, case_runs in runs.items()}
 
 
@@ -90,6 +98,7 @@ def measure(procs: Processes, env: dict, worker_class: str, cases: list[Case], a
     servers = start_servers(procs, env, worker_class, cases)
     setup = prepare(servers, env, CLIENTS[args.client], args.duration, workdir)
     results = run_in_rounds(cases, setup, args.runs, worker_class)
+    setup.round_trips.close()
     authapi = servers["authapi"]
     rss = authapi.worker_rss_mb()
     if worker_class == WORKER_CLASSES[0]:

@@ -1,18 +1,21 @@
 """make bench: how fast authapi is on this machine, as ratios to its own stack.
 
-One run starts what it needs (PostgreSQL if it is down, a private redis-server,
-an SMTP sink), makes a fresh database ``authapi_bench``, runs the migrations,
+One run starts what it needs (a private PostgreSQL cluster with
+pg_stat_statements, a private redis-server, an SMTP sink), makes a fresh
+database ``authapi_bench``, runs the migrations,
 serves ``gunicorn wsgi:app`` with the repository's gunicorn.conf.py (sync
 workers, WEB_CONCURRENCY=2, production settings, rate limits off) and drives it
 from another process: wrk when it is installed, otherwise a bounded Python
 client. Every figure is the median of RUNS runs of DURATION seconds; all cases
 run in the same invocation, in rounds of one run of each case (ceiling, me,
 me_floor, ... then again), so that their ratios hold on a noisy machine.
-The cases marked gthread in cases.py (ceiling, me, login, mixed) are measured
-again under gthread workers (the default of gunicorn.conf.py) for the choice
-of worker class, and me_floor measures the least work /users/me needs in a
-bare view (bench/apps/me_floor.py); those ratios are reported but do not
-decide the exit status.
+Each run also counts the Redis commands and PostgreSQL statements its server
+was sent, per request (roundtrips.py). The cases marked gthread in cases.py
+(ceiling, me, login, mixed) are measured again under gthread workers (the
+default of gunicorn.conf.py) for the choice of worker class, and me_floor and
+verify_floor measure the least work /users/me and /auth/verify need, in bare
+views (bench/apps/floors.py); those ratios are reported but do not decide the
+exit status.
 
 Prints a table and writes bench/results.json. Exits 1 when a target is missed.
 
@@ -20,8 +23,9 @@ Prints a table and writes bench/results.json. Exits 1 when a target is missed.
                         [--cases ceiling,me,...] [--no-gthread]
 
 The parts: servers.py (the processes), clients.py (the load clients),
-cases.py (the cases and targets), rounds.py (one worker class's
-measurement), report.py (the tables and results.json).
+cases.py (the cases and targets), refresh_queue.py (the refresh case's
+tokens), roundtrips.py (the counts per request), rounds.py (one worker
+class's measurement), report.py (the tables and results.json).
 """
 
 import argparse

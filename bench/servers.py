@@ -1,5 +1,6 @@
-"""The processes a bench run serves from: PostgreSQL, a private redis-server,
-an SMTP sink and the gunicorn servers, all stopped again at the end."""
+"""The processes a bench run serves from: a private PostgreSQL cluster, a
+private redis-server, an SMTP sink and the gunicorn servers, all stopped again
+at the end."""
 
 import contextlib
 import os
@@ -18,7 +19,8 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 APPS = ROOT / "bench" / "apps"
 PYTHON = sys.executable
-PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+# A server of the operator's instead of the bench's own cluster.
+PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL")
 PG_DATABASE = os.environ.get("BENCH_PG_DATABASE", "authapi_bench")
 
 
@@ -45,14 +47,14 @@ class Processes:
 
     def __init__(self, workdir: Path):
         self.workdir = workdir
-        self.started: list[subprocess.Popen] = []
+        self.started: list[tuple[subprocess.Popen, int]] = []
 
-    def start(self, name: str, args: list[str], **kwargs) -> subprocess.Popen:
+    def start(self, name: str, args: list[str], stop_signal=signal.SIGTERM, **kwargs) -> subprocess.Popen:
         log = open(self.workdir / f"{name}.log", "w")
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True, **kwargs)
         log.close()
-        self.started.append(process)
+        self.started.append((process, stop_signal))
         return process
 
     def stop(self, process: subprocess.Popen, sig=signal.SIGTERM):
@@ -65,30 +67,57 @@ class Processes:
                 process.wait()
 
     def stop_all(self):
-        for process in reversed(self.started):
-            self.stop(process)
+        for process, stop_signal in reversed(self.started):
+            self.stop(process, stop_signal)
 
 
-def _postgres_ready() -> bool:
-    return subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"]).returncode == 0
+def postgres_bin() -> Path | None:
+    """The directory holding initdb and pg_ctl, if PostgreSQL's programs are here."""
+    found = shutil.which("initdb")
+    candidates = [Path(found).resolve().parent] if found else []
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    return next((d for d in candidates if (d / "initdb").exists() and (d / "pg_ctl").exists()), None)
 
 
-def ensure_postgres():
-    if _postgres_ready():
-        return
-    print("bench: starting PostgreSQL", flush=True)
-    version = sorted(os.listdir("/etc/postgresql"))[-1]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], check=True)
-    wait_for(_postgres_ready, "PostgreSQL")
+def start_postgres(procs: Processes) -> str:
+    """A PostgreSQL cluster of the bench's own (initdb in the work directory,
+    a free port, the server's default settings, fsync included) with
+    pg_stat_statements loaded, so the bench can count the statements each
+    request sends; its admin URL. BENCH_PG_ADMIN_URL names another server
+    instead (then statements are counted only if it loads pg_stat_statements)."""
+    if PG_ADMIN_URL:
+        return PG_ADMIN_URL
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        raise SystemExit("bench: initdb and pg_ctl not found; set BENCH_PG_ADMIN_URL")
+    base = procs.workdir / "postgres"
+    base.mkdir()
+    # PostgreSQL refuses to run as root.
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if prefix:
+        shutil.chown(procs.workdir, "postgres")
+        shutil.chown(base, "postgres")
+    subprocess.run(prefix + [str(bin_dir / "initdb"), "-D", str(base / "data"), "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True)
+    port = free_port()
+    process = procs.start("postgres", prefix + [
+        str(bin_dir / "postgres"), "-D", str(base / "data"), "-p", str(port), "-k", str(base),
+        "-c", "listen_addresses=127.0.0.1", "-c", "shared_preload_libraries=pg_stat_statements",
+    ], stop_signal=signal.SIGINT)  # a fast shutdown: it does not wait for idle clients
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    engine = sa.create_engine(url)
+    wait_for(lambda: process.poll() is None and engine.connect().close() is None, "PostgreSQL")
+    engine.dispose()
+    return url
 
 
-def fresh_database() -> str:
-    engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+def fresh_database(admin_url: str) -> str:
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)'))
         conn.execute(sa.text(f'CREATE DATABASE "{PG_DATABASE}"'))
     engine.dispose()
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + PG_DATABASE
+    return admin_url.rsplit("/", 1)[0] + "/" + PG_DATABASE
 
 
 def start_redis(procs: Processes) -> str:
@@ -148,8 +177,7 @@ def backing_services(procs: Processes):
     yields the environment authapi's servers run with."""
     smtp = None
     try:
-        ensure_postgres()
-        database_url = fresh_database()
+        database_url = fresh_database(start_postgres(procs))
         redis_url = start_redis(procs)
         smtp, smtp_port = start_smtp_sink()
         env = app_env(database_url, redis_url, smtp_port)

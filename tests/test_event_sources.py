@@ -179,6 +179,8 @@ def test_a_reused_refresh_token_is_recorded(app, client, auth):
     assert_refused(refresh(client, pair["refresh_token"]), 401, "token_reused")
     event = one(app, "session.reuse_detected")
     assert (event["user_id"], event["data"]) == (user["id"], {"session_id": claims_of(pair["access_token"])["sid"]})
+    # The refresh's own token check (authapi.token_check) names the actor.
+    assert event["actor_id"] == user["id"]
 
 
 # ---------------------------------------------------------------- passwords and emails

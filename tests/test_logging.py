@@ -16,7 +16,7 @@ from authapi.logs import HANDLER_NAME
 from authapi.models import User
 from config import ConfigError, load_config
 
-from .conftest import base_env, bearer, mail_settings
+from .conftest import AuthActions, base_env, bearer, claims_of, mail_settings
 
 PASSWORDS = {
     "first": "first secret passphrase",
@@ -166,6 +166,19 @@ def test_json_format_writes_one_object_a_line(make_app):
     assert event["request_id"] == request_line["request_id"] == "trace-1"
     assert event["level"] == "INFO" and event["time"].endswith("+00:00")
     assert request_line["status"] == 401 and request_line["user_id"] is None
+
+
+@pytest.mark.parametrize("path", ["/users/me", "/auth/verify", "/auth/sessions"])
+def test_the_request_line_of_a_token_check_names_its_user(make_app, path):
+    app = make_app(LOG_FORMAT="json")
+    pair = AuthActions(app.test_client()).user(username="ada")[1]
+
+    lines = captured_lines(app, lambda client: client.get(path, headers=bearer(pair["access_token"])))
+
+    line = json.loads(lines[-1])
+    assert (line["logger"], line["path"], line["status"]) == ("authapi.request", path, 200)
+    assert line["user_id"] == int(claims_of(pair["access_token"])["sub"])
+    assert line["request_id"] and "client_ip" in line and line["duration_ms"] >= 0
 
 
 def test_text_format_shows_the_event_and_request_id(make_app):

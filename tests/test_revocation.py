@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timezone
 
 import pytest
 import requests
@@ -60,6 +61,28 @@ def claims(token_type="access", role="user"):
 )
 def test_account_state_revokes(user, token_claims, revoked):
     assert revocation.is_revoked_by_account(user, token_claims) is revoked
+
+
+NOW = 1_800_000_000
+
+
+@pytest.mark.parametrize("is_active", [True, False])
+@pytest.mark.parametrize("cut_off", [None, NOW - 5, NOW - 1, NOW - 0.5, NOW, NOW + 0.5, NOW + 0.999, NOW + 1, NOW + 60])
+def test_the_rotations_account_check_is_is_revoked_by_account(app, auth, is_active, cut_off):
+    # ACCOUNT_ACCEPTS (in the rotation's UPDATE) against the rule it restates,
+    # for a refresh token issued at NOW, on each backend's own comparison.
+    user = auth.register()
+    token_claims = {"type": "refresh", "iat": NOW}
+    with app.app_context():
+        row = db.session.get(User, user["id"])
+        row.is_active = is_active
+        row.tokens_valid_after = None if cut_off is None else datetime.fromtimestamp(cut_off, timezone.utc)
+        db.session.commit()
+        accepted = db.session.scalar(
+            select(User.id).where(User.id == user["id"], revocation.ACCOUNT_ACCEPTS),
+            {revocation.ACCOUNT_CUTOFF: revocation.account_cutoff(token_claims)},
+        ) is not None
+        assert accepted is not revocation.is_revoked_by_account(db.session.get(User, user["id"]), token_claims)
 
 
 def login_sessions(app, user_id):

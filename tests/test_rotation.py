@@ -3,6 +3,9 @@ refresh spends its token and issues the next one in the same session; a spent
 token presented again is reuse, which ends that session for every holder."""
 
 import pytest
+from sqlalchemy import event
+
+from authapi.extensions import Session
 
 from .conftest import assert_refused, bearer, claims_of, error_code, me, refresh
 
@@ -118,3 +121,37 @@ def test_refresh_with_redis_down_is_service_unavailable_and_spends_nothing(
     down = make_app(REDIS_URL=NOT_REDIS).test_client()
     assert_refused(refresh(down, pair["refresh_token"]), 503, "service_unavailable")
     assert refresh(client, pair["refresh_token"]).status_code == 200
+
+
+# ---------------------------------------------------------------- durability
+
+
+@pytest.fixture
+def commits(app):
+    """synchronous_commit in force at each commit the app makes (PostgreSQL)."""
+    seen = []
+
+    def before_commit(session):
+        seen.append(session.connection().exec_driver_sql("SHOW synchronous_commit").scalar())
+
+    with app.app_context():
+        if app.extensions["sqlalchemy"].engine.dialect.name != "postgresql":
+            pytest.skip("PostgreSQL's setting")
+    event.listen(Session, "before_commit", before_commit)
+    yield seen
+    event.remove(Session, "before_commit", before_commit)
+
+
+def test_only_the_rotation_commits_without_waiting_for_its_wal(client, auth, commits):
+    user, pair = auth.user()
+    commits.clear()
+
+    assert refresh(client, pair["refresh_token"]).status_code == 200
+    assert commits == ["off"]
+    # The setting ends with its transaction: the next commits on the same
+    # pooled connection wait again (a login, a logout, a reuse's revocation).
+    commits.clear()
+    second = auth.login(user["username"])
+    assert client.post("/auth/logout", headers=bearer(second["access_token"])).status_code == 200
+    assert refresh(client, pair["refresh_token"]).status_code == 401  # reuse: the session ends
+    assert commits and set(commits) == {"on"}

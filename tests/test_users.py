@@ -1,8 +1,17 @@
-"""GET/PATCH/DELETE /users/me."""
+"""GET/PATCH/DELETE /users/me. GET's hot path (services/profile.py, a
+compiled dump) is held to the general one: UserOut's dump of the ORM's user,
+as fresh as the database."""
+
+from datetime import datetime, timezone
 
 import pytest
 
-from .conftest import PASSWORD, bearer, error_code
+from authapi.extensions import db
+from authapi.models import User
+from authapi.schemas import UserOut, compiled_dump, dump_user
+from authapi.services.profile import OWN_ACCOUNT
+
+from .conftest import PASSWORD, assert_refused, bearer, error_code
 
 
 def test_me_returns_the_caller(client, auth):
@@ -12,6 +21,70 @@ def test_me_returns_the_caller(client, auth):
     body = response.get_json()
     assert body["id"] == user["id"] and body["full_name"] == "Ada Lovelace"
     assert "password_hash" not in body
+
+
+def set_columns(app, user_id, **values):
+    """Change a user's row and commit, as another process would."""
+    with app.app_context():
+        user = db.session.get(User, user_id)
+        for name, value in values.items():
+            setattr(user, name, value)
+        db.session.commit()
+
+
+@pytest.mark.parametrize("columns", [
+    {},
+    {"full_name": "Ada Lovelace", "is_verified": True, "role": "admin"},
+    {"full_name": "Ünïcödé \u2028 <script>", "totp_enabled_at": datetime(2026, 1, 2, 3, 4, 5, 678, timezone.utc)},
+    {"last_login_at": None, "updated_at": datetime(2026, 5, 6, 7, 8, 9, tzinfo=timezone.utc)},
+], ids=["as-registered", "verified-admin", "unicode-and-mfa", "no-login-whole-second"])
+def test_me_is_the_user_out_dump_of_the_user_byte_for_byte(app, client, auth, columns):
+    user, _ = auth.user()
+    # A token of the user's role (a role change revokes older ones), then the
+    # rest (a login would now ask for the second factor).
+    set_columns(app, user["id"], **{k: v for k, v in columns.items() if k == "role"})
+    pair = auth.login(user["username"])
+    set_columns(app, user["id"], **{k: v for k, v in columns.items() if k != "role"})
+
+    response = client.get("/users/me", headers=bearer(pair["access_token"]))
+
+    with app.app_context():
+        general = app.json.response(UserOut().dump(db.session.get(User, user["id"])))
+    assert response.status_code == 200
+    assert response.get_json() == general.get_json()
+    assert response.get_data() == general.get_data()
+    assert response.mimetype == general.mimetype
+
+
+def test_the_compiled_dump_is_the_schemas_dump_of_the_same_row(app, auth):
+    user, _ = auth.user(full_name="Ada")
+    with app.app_context():
+        row = db.session.execute(OWN_ACCOUNT, {"user_id": user["id"]}).one()
+        assert dump_user(row) == UserOut().dump(row) == UserOut().dump(db.session.get(User, user["id"]))
+        assert compiled_dump(UserOut())(row) == dump_user(row)
+
+
+def test_me_sees_what_was_committed_before_it(app, client, auth):
+    user, pair = auth.user()
+    token = pair["access_token"]
+    assert client.get("/users/me", headers=bearer(token)).get_json()["full_name"] is None
+
+    set_columns(app, user["id"], full_name="Changed Elsewhere", is_verified=True)
+    body = client.get("/users/me", headers=bearer(token)).get_json()
+    assert (body["full_name"], body["is_verified"]) == ("Changed Elsewhere", True)
+
+
+@pytest.mark.parametrize("columns", [
+    {"is_active": False}, {"role": "admin"}, {"tokens_valid_after": datetime(2999, 1, 1, tzinfo=timezone.utc)},
+], ids=["deactivated", "role-changed", "cut-off"])
+def test_me_refuses_what_only_the_database_says(app, client, auth, columns):
+    # Changed behind Redis's back (no revocation mark): the account's own
+    # row refuses the token, as the general path's user load does.
+    user, pair = auth.user()
+    set_columns(app, user["id"], **columns)
+
+    assert_refused(client.get("/users/me", headers=bearer(pair["access_token"])), 401, "token_revoked")
+    assert_refused(client.get("/auth/sessions", headers=bearer(pair["access_token"])), 401, "token_revoked")
 
 
 def test_me_requires_a_token(client):

@@ -9,12 +9,12 @@ import uuid
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 
 from .. import errors, metrics, revocation
 from ..extensions import db
 from ..models import AuthSession, User, utcnow
-from ..tokens import PASSWORD_AMR, UUID_PATTERN, amr_of, issue_token_pair
+from ..tokens import PASSWORD_AMR, UUID_PATTERN, Identity, amr_of, issue_token_pair
 from . import events
 
 
@@ -53,12 +53,12 @@ def issue_for(user: User, login_session: AuthSession) -> dict:
     return issue_token_pair(user, login_session.id, login_session.refresh_jti, amr_of(login_session))
 
 
-def _current_refresh_token(user: User, claims: dict, now) -> tuple:
+def _current_refresh_token(user_id: int, claims: dict, now) -> tuple:
     """The conditions under which a refresh token is accepted: the current
     one of its user's session, neither ended nor expired."""
     return (
         AuthSession.id == claims["sid"],
-        AuthSession.user_id == user.id,
+        AuthSession.user_id == user_id,
         AuthSession.refresh_jti == claims["jti"],
         AuthSession.revoked_at.is_(None),
         AuthSession.expires_at > now,
@@ -68,44 +68,74 @@ def _current_refresh_token(user: User, claims: dict, now) -> tuple:
 def is_current_refresh_token(user: User, claims: dict) -> bool:
     """Whether ``rotate_refresh_token`` would accept this refresh token now
     (introspection asks: it reads, it does not spend). One SELECT."""
-    found = db.session.scalar(select(AuthSession.id).where(*_current_refresh_token(user, claims, utcnow())))
+    found = db.session.scalar(select(AuthSession.id).where(*_current_refresh_token(user.id, claims, utcnow())))
     return found is not None
 
 
-def rotate_refresh_token(user: User, claims: dict) -> dict:
-    """Exchange a refresh token for a new pair, spending it.
+_sessions, _users = AuthSession.__table__.c, User.__table__.c
+# The user's role when the account accepts the token (role is never NULL).
+_accepted_role = (
+    select(_users.role).where(_users.id == _sessions.user_id, revocation.ACCOUNT_ACCEPTS).scalar_subquery()
+)
+# rotate_refresh_token's compare-and-swap, prepared once (building it per
+# request cost twice its execution): _current_refresh_token's conditions and
+# the account's, in one statement that returns what the new pair needs.
+ROTATION = (
+    update(AuthSession.__table__)
+    .where(
+        _sessions.id == bindparam("sid"),
+        _sessions.user_id == bindparam("sub"),
+        _sessions.refresh_jti == bindparam("jti"),
+        _sessions.revoked_at.is_(None),
+        _sessions.expires_at > bindparam("now"),
+        _accepted_role.is_not(None),
+    )
+    .values(refresh_jti=bindparam("new_jti"), last_used_at=bindparam("now"), expires_at=bindparam("expires_at"))
+    # The session's own amr: a refresh keeps how its login was made.
+    .returning(_sessions.amr, _accepted_role.label("role"))
+)
+# On PostgreSQL the rotation's commit does not wait for its WAL to reach the
+# disk: set_config(..., true) is SET LOCAL synchronous_commit = off, here in
+# the statement's own round trip. What a database crash can then lose, and
+# why that is acceptable for a rotation only: docs/performance.md.
+ROTATION_WITHOUT_WAITING = ROTATION.returning(func.set_config("synchronous_commit", "off", True))
+
+
+def rotate_refresh_token(claims: dict) -> dict:
+    """Exchange a refresh token (its checked claims) for a new pair, spending it.
 
     The compare-and-swap on ``refresh_jti`` is one UPDATE, so of concurrent
     refreshes with one token exactly one wins, on PostgreSQL (row lock) and on
-    SQLite (one writer at a time).
+    SQLite (one writer at a time). The same statement holds the account to
+    ``revocation.ACCOUNT_ACCEPTS`` and returns its role, so a refresh reads
+    no user row first.
 
-    Raises TokenReused (and ends the session) when the token was already spent,
-    TokenRevoked when its session is gone.
+    Raises TokenRevoked when the account refuses the token or its session is
+    gone, TokenReused (and ends the session) when the token was already spent.
     """
     now = utcnow()
     new_jti = _new_id()
-    result = db.session.execute(
-        update(AuthSession)
-        .where(*_current_refresh_token(user, claims, now))
-        .values(refresh_jti=new_jti, last_used_at=now, expires_at=now + _refresh_ttl())
-        # The session's own amr, in the same statement: a refresh keeps how
-        # its login was made.
-        .returning(AuthSession.amr)
-        .execution_options(synchronize_session=False)
-    )
-    amr = result.scalar_one_or_none()
-    if amr is not None:
+    user_id = int(claims["sub"])
+    rotation = ROTATION_WITHOUT_WAITING if db.engine.dialect.name == "postgresql" else ROTATION
+    rotated = db.session.execute(rotation, {
+        "sid": claims["sid"], "sub": user_id, "jti": claims["jti"], "now": now, "new_jti": new_jti,
+        "expires_at": now + _refresh_ttl(), revocation.ACCOUNT_CUTOFF: revocation.account_cutoff(claims),
+    }).one_or_none()
+    if rotated is not None:
         db.session.commit()
-        return issue_token_pair(user, claims["sid"], new_jti, amr.split())
+        return issue_token_pair(Identity(user_id, rotated.role), claims["sid"], new_jti, rotated.amr.split())
     db.session.rollback()
 
+    user = db.session.get(User, user_id)
+    if revocation.is_revoked_by_account(user, claims):
+        raise errors.TokenRevoked()
     login_session = db.session.get(AuthSession, claims["sid"])
-    if login_session is None or login_session.user_id != user.id or not login_session.is_active_at(now):
+    if login_session is None or login_session.user_id != user_id or not login_session.is_active_at(now):
         raise errors.TokenRevoked()
     # The session is alive but this token is not its current one: it was spent
     # before, so someone holds a copy. End the session for both holders.
     current_app.logger.warning(
-        "refresh token reuse detected", extra={"event": "refresh_reuse", "user_id": user.id}
+        "refresh token reuse detected", extra={"event": "refresh_reuse", "user_id": user_id}
     )
     metrics.REFRESH_REUSE.inc()
     revocation.revoke_sessions([login_session])
