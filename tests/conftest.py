@@ -25,7 +25,7 @@ from .clients import (  # noqa: F401
     post_login, refresh, sign,
 )
 from .servers import (  # noqa: F401
-    IN_CI, ROOT, Inbox, Server, base_env, free_port, require_service, token_from,
+    IN_CI, ROOT, Inbox, Server, base_env, free_port, require_service, running_inbox, token_from,
 )
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -199,14 +199,8 @@ def pair(auth):
 
 @pytest.fixture
 def smtp_server():
-    from aiosmtpd.controller import Controller
-
-    inbox = Inbox()
-    inbox.port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)
-    controller.start()
-    yield inbox
-    controller.stop()
+    with running_inbox() as inbox:
+        yield inbox
 
 
 def mail_settings(smtp_port: int) -> dict:

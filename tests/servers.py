@@ -11,6 +11,7 @@ import asyncio
 import email
 import email.policy
 import os
+from contextlib import contextmanager
 import re
 import shutil
 import socket
@@ -166,6 +167,21 @@ class Inbox:
 
 
 TOKEN_IN_LINK = re.compile(r"token=([A-Za-z0-9_\-]+)")
+
+
+@contextmanager
+def running_inbox():
+    """A real SMTP server (aiosmtpd) on a free loopback port: its Inbox."""
+    from aiosmtpd.controller import Controller
+
+    inbox = Inbox()
+    inbox.port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)
+    controller.start()
+    try:
+        yield inbox
+    finally:
+        controller.stop()
 
 
 def token_from(message) -> str:

@@ -18,7 +18,8 @@ from authapi.models import User
 from authapi.passwords import hash_password
 from authapi.services import recovery
 
-from .conftest import PASSWORD, Inbox, Server, base_env, bearer, error_code, free_port, post_login, token_from
+from .conftest import PASSWORD, Server, base_env, bearer, error_code, free_port, post_login, token_from
+from .servers import running_inbox
 
 CSP = "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 SECURITY_HEADERS = {
@@ -256,14 +257,8 @@ def test_redis_down_is_a_page_and_the_reset_changes_nothing(make_app, database_u
 
 @pytest.fixture(scope="module")
 def inbox():
-    from aiosmtpd.controller import Controller
-
-    inbox = Inbox()
-    inbox.port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)
-    controller.start()
-    yield inbox
-    controller.stop()
+    with running_inbox() as inbox:
+        yield inbox
 
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,9 @@ from authapi.services import events
 from .conftest import migrate
 from .servers import base_env
 from .test_faults import private_postgres  # noqa: F401  a PostgreSQL of this module's own
+from .webhook_helpers import app, receiver  # noqa: F401 (fixtures)
 from .webhook_helpers import (
-    SETTINGS, DeliveryProcess, Receiver, add_event, add_events, assert_no_secret, deliveries, metric_values,
+    SETTINGS, DeliveryProcess, add_event, add_events, assert_no_secret, deliveries, metric_values,
     settled, wait_until,
 )
 
@@ -38,17 +39,6 @@ def database_url(postgres_url):
     # Row locks (FOR UPDATE SKIP LOCKED) and NOTIFY are PostgreSQL's; SQLite's
     # latency is measured on a file of its own below.
     return postgres_url
-
-
-@pytest.fixture
-def receiver():
-    with Receiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def app(make_app, receiver):
-    return make_app(WEBHOOK_URLS=receiver.url + "/hooks", **SETTINGS)
 
 
 @pytest.fixture

@@ -23,21 +23,10 @@ from authapi.webhooks.worker import Worker
 
 from .clients import PASSWORD, AuthActions, bearer
 from .events_helpers import make_admin
+from .webhook_helpers import app, receiver  # noqa: F401 (fixtures)
 from .webhook_helpers import (
-    SECRET, SETTINGS, Clock, Receiver, add_event, closed_url, deliver, deliveries, metric_values,
+    SECRET, SETTINGS, Clock, add_event, closed_url, deliver, deliveries, metric_values,
 )
-
-
-@pytest.fixture
-def receiver():
-    with Receiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def app(make_app, receiver):
-    """The app of ``client``, ``auth`` and ``runner``: webhooks to ``receiver``."""
-    return make_app(WEBHOOK_URLS=receiver.url + "/hooks", **SETTINGS)
 
 
 # ---------------------------------------------------------------- the outbox

@@ -24,6 +24,7 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -245,3 +246,18 @@ class DeliveryProcess:
 
     def stop(self):
         stop_process(self.process, timeout=15)
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def receiver():
+    with Receiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def app(make_app, receiver):
+    """The app of ``client``, ``auth`` and ``runner``: webhooks to ``receiver``."""
+    return make_app(WEBHOOK_URLS=receiver.url + "/hooks", **SETTINGS)
