@@ -92,18 +92,19 @@ def start_postgres(procs: Processes) -> str:
         raise SystemExit("bench: initdb and pg_ctl not found; set BENCH_PG_ADMIN_URL")
     base = procs.workdir / "postgres"
     base.mkdir()
-    # PostgreSQL refuses to run as root.
-    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if prefix:
-        shutil.chown(procs.workdir, "postgres")
-        shutil.chown(base, "postgres")
-    subprocess.run(prefix + [str(bin_dir / "initdb"), "-D", str(base / "data"), "-A", "trust", "-U", "postgres"],
-                   check=True, capture_output=True)
+    # PostgreSQL refuses to run as root: then as the postgres user, started
+    # as such (not through runuser, which would not pass the stop signal on).
+    user = "postgres" if os.geteuid() == 0 else None
+    if user:
+        shutil.chown(procs.workdir, user)
+        shutil.chown(base, user)
+    subprocess.run([str(bin_dir / "initdb"), "-D", str(base / "data"), "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True, user=user)
     port = free_port()
-    process = procs.start("postgres", prefix + [
+    process = procs.start("postgres", [
         str(bin_dir / "postgres"), "-D", str(base / "data"), "-p", str(port), "-k", str(base),
         "-c", "listen_addresses=127.0.0.1", "-c", "shared_preload_libraries=pg_stat_statements",
-    ], stop_signal=signal.SIGINT)  # a fast shutdown: it does not wait for idle clients
+    ], stop_signal=signal.SIGINT, user=user)  # SIGINT: a fast shutdown, not waiting for idle clients
     url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     engine = sa.create_engine(url)
     wait_for(lambda: process.poll() is None and engine.connect().close() is None, "PostgreSQL")
