@@ -109,6 +109,19 @@ def take_challenge(client_data_json: bytes, ceremony: str, user_id: int | None =
     return client_data.challenge
 
 
+def verified(check, credential, challenge: bytes, **arguments):
+    """py_webauthn's ``verify_registration_response`` or
+    ``verify_authentication_response`` held to this relying party (its RP ID,
+    its origins, user verification required) and to ``challenge``; None when
+    it refuses (``checked``)."""
+    return checked(check, credential=credential, expected_challenge=challenge, expected_rp_id=rp_id(),
+                   expected_origin=expected_origins(), require_user_verification=True, **arguments)
+
+
+def credential_id_fits(credential_id: bytes) -> bool:
+    return MIN_CREDENTIAL_ID_BYTES <= len(credential_id) <= MAX_CREDENTIAL_ID_BYTES
+
+
 def checked(check, **arguments):
     """One of py_webauthn's parsers or checks; None when it refuses. Hostile
     input makes it raise anything from its own errors to cbor2's, binascii's,

@@ -110,18 +110,10 @@ def register_passkey(user: User, credential: dict, name: str | None = None) -> P
     challenge = relying_party.take_challenge(parsed.response.client_data_json, relying_party.REGISTER, user.id)
     if challenge is None:
         raise _refuse_registration(CHALLENGE_REFUSED)
-    verified = relying_party.checked(
-        verify_registration_response,
-        credential=parsed,
-        expected_challenge=challenge,
-        expected_rp_id=relying_party.rp_id(),
-        expected_origin=relying_party.expected_origins(),
-        require_user_verification=True,
-        supported_pub_key_algs=relying_party.ALGORITHMS,
+    verified = relying_party.verified(
+        verify_registration_response, parsed, challenge, supported_pub_key_algs=relying_party.ALGORITHMS,
     )
-    if verified is None or not (
-        relying_party.MIN_CREDENTIAL_ID_BYTES <= len(verified.credential_id) <= relying_party.MAX_CREDENTIAL_ID_BYTES
-    ):
+    if verified is None or not relying_party.credential_id_fits(verified.credential_id):
         raise _refuse_registration(NOT_VERIFIED)
     if _find(verified.credential_id) is not None:
         raise _refuse_registration(ALREADY_REGISTERED)
@@ -161,7 +153,7 @@ def count_passkeys(user: User) -> int:
 
 
 def _find(credential_id: bytes) -> Passkey | None:
-    if not relying_party.MIN_CREDENTIAL_ID_BYTES <= len(credential_id) <= relying_party.MAX_CREDENTIAL_ID_BYTES:
+    if not relying_party.credential_id_fits(credential_id):
         return None
     return db.session.scalar(select(Passkey).where(Passkey.credential_id == credential_id))
 
@@ -231,15 +223,9 @@ def login_with_passkey(credential: dict, user_agent: str | None, ip: str | None)
     passkey = challenge and _find(parsed.raw_id)
     if not passkey or not _owner_handle_matches(passkey, parsed.response.user_handle):
         raise _refuse_login(passkey.user_id if passkey else None)
-    verified = relying_party.checked(
-        verify_authentication_response,
-        credential=parsed,
-        expected_challenge=challenge,
-        expected_rp_id=relying_party.rp_id(),
-        expected_origin=relying_party.expected_origins(),
-        credential_public_key=passkey.public_key,
-        credential_current_sign_count=passkey.sign_count,
-        require_user_verification=True,
+    verified = relying_party.verified(
+        verify_authentication_response, parsed, challenge,
+        credential_public_key=passkey.public_key, credential_current_sign_count=passkey.sign_count,
     )
     user = passkey.user
     if verified is None:
